@@ -1,0 +1,48 @@
+# Two commands: `make run` (install, ingest the samples when the store is empty, serve the UI)
+# and `make test` (install with the test extra, run the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SAMPLES ?= sample_docs
+
+.PHONY: run test install install-test system-test-deps lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
+
+# torch is installed alone first, pinned, so pip takes the CPU build rather than a CUDA one.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install "torch==2.13.0"
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test system-test-deps
+
+# Headless Chromium (Debian package) for the browser test; never a downloaded browser.
+system-test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium not installed: the browser test will be skipped (apt-get install chromium)"; fi; \
+	fi
+
+run: install
+	$(BIN)/ingest $(SAMPLES) --if-empty
+	$(BIN)/rag ui
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+lint: install-test
+	$(BIN)/ruff check rag ingest ui tests bench
+	$(BIN)/ruff format --check rag ingest ui tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+"""Turn files and folders into searchable chunks in the store."""
+
+from ingest.pipeline import IngestReport, Ingestor, MissingPathError, discover
+
+__all__ = ["IngestReport", "Ingestor", "MissingPathError", "discover"]

@@ -1,0 +1,80 @@
+"""Loaded file -> chunks (llama-index nodes) with file, page, title and heading metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from llama_index.core import Document
+from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
+from llama_index.core.schema import BaseNode
+
+from ingest.loaders import LoadedFile
+
+# Stored with each chunk but kept out of the embedded and prompted text.
+HEADING_SEP = "\x1f"
+HIDDEN_KEYS = ["file", "file_name", "page", "sha256", "parser", "chunk_index", "header_path"]
+
+
+class Chunker:
+    """Splits documents into chunks sized in the embedding model's own tokens."""
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, tokenizer=None) -> None:
+        tokenize = tokenizer.tokenize if tokenizer is not None else None
+        self.markdown = MarkdownNodeParser(header_path_separator=HEADING_SEP)
+        self.splitter = SentenceSplitter(
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            tokenizer=tokenize,
+            include_prev_next_rel=False,
+        )
+
+    def chunk(self, path: Path, loaded: LoadedFile, sha256: str) -> list[BaseNode]:
+        documents = []
+        for section in loaded.sections:
+            metadata = {
+                "file": str(path),
+                "file_name": path.name,
+                "title": loaded.title,
+                "sha256": sha256,
+                "parser": loaded.parser,
+            }
+            if section.page is not None:
+                metadata["page"] = section.page
+            document = Document(
+                text=section.text,
+                metadata=metadata,
+                excluded_embed_metadata_keys=list(HIDDEN_KEYS),
+                excluded_llm_metadata_keys=list(HIDDEN_KEYS),
+            )
+            if section.markdown:
+                for node in self.markdown.get_nodes_from_documents([document]):
+                    heading = section_heading(node.metadata.pop("header_path", ""), node.text)
+                    if heading:
+                        node.metadata["heading"] = heading
+                    documents.append(node)
+            else:
+                documents.append(document)
+        nodes = self.splitter.get_nodes_from_documents(documents)
+        key = hashlib.sha1(f"{path}\0{sha256}".encode()).hexdigest()[:20]
+        kept: list[BaseNode] = []
+        for node in nodes:
+            if not node.get_content().strip():
+                continue
+            node.metadata["chunk_index"] = len(kept)
+            node.excluded_embed_metadata_keys = list(HIDDEN_KEYS)
+            node.excluded_llm_metadata_keys = list(HIDDEN_KEYS)
+            node.id_ = f"{key}-{len(kept):05d}"
+            node.relationships = {}
+            kept.append(node)
+        return kept
+
+
+def section_heading(header_path: str, text: str) -> str:
+    """Parent headings plus the section's own heading: 'Guide > Install > Disk space'."""
+    parts = [p.strip() for p in header_path.split(HEADING_SEP) if p.strip()]
+    match = re.match(r"#{1,6}\s+(.+)", text.lstrip())
+    if match:
+        parts.append(match.group(1).strip())
+    return " > ".join(parts)[:300]

@@ -1,0 +1,146 @@
+"""The `rag` command: a thin layer over Engine (ask, status, ui)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rag.answer import Answer
+from rag.cli_support import fail, quiet_libraries
+from rag.engine import EmptyCollectionError, build_engine
+from rag.models import ModelError
+from rag.settings import Settings, SettingsError, load_settings
+from rag.store import StoreError
+
+# Errors a user can fix; they become one line and exit status 1.
+USER_ERRORS = (SettingsError, StoreError, ModelError, EmptyCollectionError, ValueError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description=(
+            "Ask questions about your own documents, answered by a local model with citations. "
+            "Nothing leaves this machine. Add documents with the `ingest` command first."
+        ),
+        epilog="Run `rag COMMAND --help` for a command's options. Settings: RAG_* variables (README).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ask = sub.add_parser(
+        "ask",
+        help="answer one question, citing sources as [1], [2]",
+        description=(
+            "Retrieve the passages closest to QUESTION, answer from them with the local model "
+            "(streamed as it is written), and list the sources with file and page."
+        ),
+    )
+    ask.add_argument("question", metavar="QUESTION", help="the question, in quotes")
+    ask.add_argument("--collection", "-c", help="collection to search (default: 'default')")
+    ask.add_argument("--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)")
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: answer, sources (best first), refused, timings",
+    )
+    ask.set_defaults(handler=run_ask)
+
+    status = sub.add_parser(
+        "status",
+        help="show collections, document and chunk counts, and the models in use",
+        description="Show where state lives, the models configured, and what each collection holds.",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(handler=run_status)
+
+    ui = sub.add_parser(
+        "ui",
+        help="serve the browser page (Streamlit) on 127.0.0.1:8501",
+        description=(
+            "Start the Streamlit page: a chat that streams answers with sources, and a sidebar "
+            "to upload documents. Bound to 127.0.0.1 unless --host says otherwise."
+        ),
+    )
+    ui.add_argument("--host", help="address to bind (default: RAG_UI_HOST=127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT=8501)")
+    ui.add_argument("--collection", "-c", help="collection selected when the page opens")
+    ui.set_defaults(handler=run_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        settings = load_settings(
+            collection=getattr(args, "collection", None), top_k=getattr(args, "top_k", None)
+        )
+        return args.handler(args, settings)
+    except USER_ERRORS as exc:
+        return fail(f"rag {args.command}: {exc}")
+    except KeyboardInterrupt:
+        return fail("interrupted", code=130)
+
+
+def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    stream = engine.stream(args.question)
+    if args.json:
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        print(json.dumps(stream.answer.to_json(), ensure_ascii=False))
+        return 0
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    assert stream.answer is not None
+    print()
+    print_sources(stream.answer)
+    return 0
+
+
+def print_sources(answer: Answer) -> None:
+    print("\nSources:")
+    for number, source in enumerate(answer.sources, start=1):
+        mark = "*" if number in answer.cited else " "
+        page = f", page {source.page}" if source.page else ""
+        print(f" {mark}[{number}] {source.file}{page}  (score {source.score:.2f})")
+    timings = answer.timings
+    print(
+        f"\nretrieval {timings.get('retrieve_s', 0):.2f}s, "
+        f"generation {timings.get('generate_s', 0):.2f}s, {answer.chunks_used} passages used"
+    )
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    collections = [engine.stats(name) for name in engine.collections()]
+    data = {
+        "home": str(settings.home),
+        "store": (
+            f"http://{settings.chroma_host}:{settings.chroma_port}"
+            if settings.chroma_host
+            else str(settings.chroma_path)
+        ),
+        "embed_model": settings.embed_model,
+        "llm_model": settings.llm_model,
+        "collections": collections,
+    }
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    for key in ("home", "store", "embed_model", "llm_model"):
+        print(f"{key:12} {data[key]}")
+    if not collections:
+        print("no collections yet; add documents with `ingest PATH`")
+    for item in collections:
+        print(f"collection '{item['collection']}': {item['files']} documents, {item['chunks']} chunks")
+    return 0
+
+
+def run_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.ui_launch import launch_ui
+
+    return launch_ui(settings, host=args.host, port=args.port)

@@ -1,0 +1,155 @@
+"""build_engine(settings) -> Engine: the one place that wires store, models, retrieval and answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from rag import store
+from rag.answer import (
+    REFUSAL_TEXT,
+    Answer,
+    SourceRef,
+    build_messages,
+    cited_numbers,
+    fit_sources,
+    is_refusal,
+)
+from rag.models import ChatModel, load_embedder, load_llm
+from rag.retrieve import Retriever
+from rag.settings import Settings
+
+# Tokens kept free for the chat template's role markers around the messages.
+TEMPLATE_RESERVE = 64
+
+
+class EmptyCollectionError(RuntimeError):
+    """The collection holds no documents yet."""
+
+
+class AnswerStream:
+    """Iterate to receive the answer's text as it is generated; `answer` is set when it ends."""
+
+    def __init__(self, tokens: Iterator[str]) -> None:
+        self._tokens = tokens
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._tokens
+
+
+class Engine:
+    """Answers questions from one store; models load on first use and are shared by all callers."""
+
+    def __init__(self, settings: Settings, embedder=None, llm: ChatModel | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._llm = llm
+        self._load_lock = threading.Lock()
+
+    @property
+    def embedder(self):
+        with self._load_lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def llm(self) -> ChatModel:
+        with self._load_lock:
+            if self._llm is None:
+                self._llm = load_llm(self.settings)
+            return self._llm
+
+    def stats(self, collection: str | None = None) -> dict:
+        """How many documents and chunks a collection holds."""
+        name = collection or self.settings.collection
+        coll = store.get_collection(self.settings, name, create=False)
+        files = store.distinct_values(coll, "file") if coll is not None else set()
+        return {"collection": name, "files": len(files), "chunks": store.count_chunks(coll)}
+
+    def collections(self) -> list[str]:
+        return store.collection_names(self.settings)
+
+    def retrieve(
+        self, question: str, collection: str | None = None, top_k: int | None = None
+    ) -> list[SourceRef]:
+        name = collection or self.settings.collection
+        coll = store.get_collection(self.settings, name, create=False)
+        if store.count_chunks(coll) == 0:
+            raise EmptyCollectionError(
+                f"collection '{name}' is empty; add documents first with `ingest PATH` "
+                f"(e.g. `ingest sample_docs{'' if name == 'default' else ' --collection ' + name}`)"
+            )
+        return Retriever(coll, self.embedder).retrieve(question, top_k or self.settings.top_k)
+
+    def stream(
+        self, question: str, collection: str | None = None, top_k: int | None = None
+    ) -> AnswerStream:
+        """Retrieve now; generate lazily as the returned stream is iterated."""
+        if not question.strip():
+            raise ValueError("the question is empty; type a question")
+        started = time.perf_counter()
+        sources = self.retrieve(question, collection, top_k)
+        retrieved = time.perf_counter()
+        result = AnswerStream(iter(()))
+        result._tokens = self._generate(question, sources, started, retrieved, result)
+        return result
+
+    def ask(
+        self, question: str, collection: str | None = None, top_k: int | None = None
+    ) -> Answer:
+        stream = self.stream(question, collection, top_k)
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer
+
+    def _generate(
+        self,
+        question: str,
+        sources: list[SourceRef],
+        started: float,
+        retrieved: float,
+        result: AnswerStream,
+    ) -> Iterator[str]:
+        llm = self.llm
+        budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
+        used = fit_sources(question, sources, llm.count_tokens, budget)
+        pieces: list[str] = []
+        first_token: float | None = None
+        if used:
+            messages = build_messages(question, used)
+            for piece in llm.stream_chat(
+                messages, self.settings.max_answer_tokens, self.settings.temperature
+            ):
+                if first_token is None:
+                    first_token = time.perf_counter()
+                pieces.append(piece)
+                yield piece
+        else:
+            pieces.append(REFUSAL_TEXT)
+            yield REFUSAL_TEXT
+        finished = time.perf_counter()
+        text = "".join(pieces).strip()
+        timings = {
+            "retrieve_s": retrieved - started,
+            "generate_s": finished - retrieved,
+            "total_s": finished - started,
+        }
+        if first_token is not None:
+            timings["first_token_s"] = first_token - started
+        result.answer = Answer(
+            text=text,
+            sources=sources,
+            refused=is_refusal(text),
+            timings=timings,
+            cited=cited_numbers(text, len(used)),
+            chunks_used=len(used),
+        )
+
+
+def build_engine(settings: Settings, embedder=None, llm: ChatModel | None = None) -> Engine:
+    """The single setup function used by the CLI, the UI and the tests."""
+    return Engine(settings, embedder=embedder, llm=llm)

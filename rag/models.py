@@ -1,0 +1,157 @@
+"""Embedding model and LLM factories: the only module importing sentence_transformers and llama_cpp."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.settings import Settings
+
+
+class ModelError(RuntimeError):
+    """A model cannot be loaded; the message names the setting and the fix."""
+
+
+class ChatModel(Protocol):
+    """What the answer path needs from an LLM."""
+
+    n_ctx: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, temperature: float
+    ) -> Iterator[str]: ...
+
+
+def load_embedder(settings: Settings):
+    """A llama-index embedding model over sentence-transformers, loaded from a local path."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    name = settings.embed_model
+    if (name.startswith((".", "/", "~")) or os.sep in name) and not Path(name).expanduser().exists():
+        raise ModelError(
+            f"RAG_EMBED_MODEL: {name} not found; point it at a sentence-transformers model folder"
+        )
+    try:
+        return HuggingFaceEmbedding(
+            model_name=str(Path(name).expanduser()) if Path(name).expanduser().exists() else name,
+            device="cpu",
+            embed_batch_size=settings.embed_batch_size,
+            normalize=True,
+            show_progress_bar=False,
+        )
+    except Exception as exc:
+        raise ModelError(
+            f"RAG_EMBED_MODEL: cannot load {name} ({type(exc).__name__}: {first_line(exc)}); "
+            "models are never downloaded, so point it at a local sentence-transformers folder"
+        ) from None
+
+
+def embedder_tokenizer(embedder) -> Any:
+    """The word-piece tokenizer of the embedding model (chunks are sized in its tokens)."""
+    return embedder._model.tokenizer
+
+
+def embedder_max_tokens(embedder) -> int:
+    return int(getattr(embedder._model, "max_seq_length", 0) or 512)
+
+
+def check_gguf(path: str) -> Path:
+    """The LLM file must exist and be a GGUF file."""
+    gguf = Path(path).expanduser()
+    if not gguf.is_file():
+        raise ModelError(f"RAG_LLM_MODEL: {gguf} not found; point it at a .gguf model file")
+    with gguf.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelError(f"RAG_LLM_MODEL: {gguf} is not a GGUF file; use a llama.cpp .gguf model")
+    return gguf
+
+
+class LlamaCppChat:
+    """An in-process llama.cpp model. Its chat template comes from the GGUF metadata.
+
+    One llama.cpp context cannot run two completions at once, so generation holds a lock.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from llama_cpp import Llama
+
+        path = check_gguf(settings.llm_model)
+        try:
+            with quiet_stderr():
+                self._llama = Llama(
+                    model_path=str(path),
+                    n_ctx=settings.n_ctx,
+                    n_threads=settings.threads,
+                    n_threads_batch=settings.threads,
+                    n_batch=512,
+                    use_mmap=True,
+                    verbose=False,
+                )
+        except Exception as exc:
+            raise ModelError(
+                f"RAG_LLM_MODEL: cannot load {path} ({first_line(exc)}); "
+                "check that it is a complete GGUF file and RAG_N_CTX fits in memory"
+            ) from None
+        self.path = path
+        self.n_ctx = self._llama.n_ctx()
+        self.lock = threading.Lock()
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._llama.metadata)
+
+    @property
+    def chat_format(self) -> str | None:
+        return self._llama.chat_format
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, temperature: float
+    ) -> Iterator[str]:
+        with self.lock:
+            stream = self._llama.create_chat_completion(
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                repeat_penalty=1.1,
+                stream=True,
+            )
+            for chunk in stream:
+                delta = chunk["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+
+
+def load_llm(settings: Settings) -> ChatModel:
+    return LlamaCppChat(settings)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence llama.cpp's C-level log lines while a model loads."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

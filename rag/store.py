@@ -1,0 +1,127 @@
+"""The Chroma store: an embedded PersistentClient, or an HttpClient to a Chroma server.
+
+This is the only module that imports chromadb.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from rag.settings import Settings, validate_collection_name
+
+# Chroma caps one write; stay well below it.
+WRITE_BATCH = 1000
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says what to do."""
+
+
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _chroma_settings():
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def open_client(settings: Settings):
+    """One client per location per process (Chroma dislikes two clients on one folder)."""
+    key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _connect(settings)
+        return _clients[key]
+
+
+def _connect(settings: Settings):
+    import chromadb
+
+    if settings.chroma_host:
+        url = f"http://{settings.chroma_host}:{settings.chroma_port}"
+        try:
+            client = chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=_chroma_settings()
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(
+                f"cannot reach the Chroma server at {url} ({type(exc).__name__}); start it "
+                f"(`chroma run --host {settings.chroma_host} --port {settings.chroma_port}`) "
+                "or unset RAG_CHROMA_HOST to use the embedded store"
+            ) from None
+        return client
+    try:
+        settings.chroma_path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=_chroma_settings())
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the store at {settings.chroma_path} ({exc.strerror or exc}); "
+            "check RAG_HOME points at a writable folder"
+        ) from None
+    except Exception as exc:
+        raise StoreError(
+            f"cannot open the store at {settings.chroma_path} ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def get_collection(settings: Settings, name: str | None = None, create: bool = True):
+    """The named collection (cosine distance); None when it does not exist and create is False."""
+    name = validate_collection_name(name or settings.collection)
+    client = open_client(settings)
+    if create:
+        return client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
+    try:
+        return client.get_collection(name=name)
+    except Exception:  # chromadb raises NotFoundError / ValueError depending on version
+        return None
+
+
+def collection_names(settings: Settings) -> list[str]:
+    client = open_client(settings)
+    return sorted(getattr(c, "name", c) for c in client.list_collections())
+
+
+def vector_store(collection):
+    """A llama-index vector store over one Chroma collection."""
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    return ChromaVectorStore(chroma_collection=collection)
+
+
+def count_chunks(collection) -> int:
+    return collection.count() if collection is not None else 0
+
+
+def chunk_ids_where(collection, where: dict[str, Any]) -> list[str]:
+    return list(collection.get(where=where, include=[])["ids"])
+
+
+def metadata_where(collection, where: dict[str, Any] | None = None, limit: int | None = None):
+    """Metadata of the chunks matching `where` (all chunks when None)."""
+    result = collection.get(where=where, include=["metadatas"], limit=limit)
+    return list(zip(result["ids"], result["metadatas"], strict=True))
+
+
+def delete_ids(collection, ids: Iterable[str]) -> int:
+    ids = list(ids)
+    for start in range(0, len(ids), WRITE_BATCH):
+        collection.delete(ids=ids[start : start + WRITE_BATCH])
+    return len(ids)
+
+
+def distinct_values(collection, key: str) -> set[str]:
+    """All values of one metadata key across the collection, read in pages."""
+    values: set[str] = set()
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=5000, offset=offset)
+        metas = page["metadatas"] or []
+        values.update(str(m[key]) for m in metas if m and key in m)
+        if len(metas) < 5000:
+            return values
+        offset += 5000

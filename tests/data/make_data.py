@@ -1,0 +1,203 @@
+"""Regenerate the small fixture files in tests/data/ used by the loader unit tests.
+
+Requirements (install into any scratch virtual environment):
+
+    pip install fpdf2 python-docx pypdf
+
+Usage:
+
+    python tests/data/make_data.py            # writes next to this script
+    python tests/data/make_data.py OUT_DIR    # writes somewhere else
+
+Files produced:
+
+    three-pages.pdf  3 pages; markers "alpha/bravo/charlie page marker", one per page
+    sample.docx      Heading 1, body paragraph, Heading 2, paragraph, 2x2 table
+    page.html        title, script, style, nav, footer and a <main> with the real text
+    notes.md         Markdown with "# Markdown Title" and "## Section Two"
+    plain.txt        plain UTF-8 text containing "plain text marker"
+    empty.txt        zero bytes
+    corrupt.pdf      "%PDF-1.7" header followed by garbage; not a parseable PDF
+    binary.txt       2048 pseudo-random bytes (fixed seed) including NUL bytes
+    latin1.txt       ISO-8859-1 text that is NOT valid UTF-8
+    encrypted.pdf    1-page PDF encrypted with user password "secret",
+                     text "encrypted marker"
+
+Everything except encrypted.pdf is byte-for-byte reproducible. The encrypted PDF
+gets a fresh random document ID and key each run, so its bytes differ between runs
+although its content and password stay the same.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import random
+import sys
+from pathlib import Path
+
+from docx import Document
+from fpdf import FPDF
+from pypdf import PdfReader, PdfWriter
+
+FIXED_DATE = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def _pdf_bytes(pages: list[list[str]]) -> bytes:
+    """Build a simple text PDF with one page per entry (explicit page breaks)."""
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(FIXED_DATE)
+    pdf.set_auto_page_break(auto=True, margin=15)
+    for lines in pages:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=12)
+        for line in lines:
+            pdf.multi_cell(0, 7, line)
+            pdf.ln(2)
+    return bytes(pdf.output())
+
+
+def make_three_pages_pdf(out: Path) -> None:
+    pages = [
+        [
+            "This is the first page and it contains the alpha page marker.",
+            "The alpha page talks about the start of the test document.",
+        ],
+        [
+            "This is the second page and it contains the bravo page marker.",
+            "The bravo page sits in the middle of the document.",
+        ],
+        [
+            "This is the third page and it contains the charlie page marker.",
+            "The charlie page is the last page of the document.",
+        ],
+    ]
+    (out / "three-pages.pdf").write_bytes(_pdf_bytes(pages))
+
+
+def make_docx(out: Path) -> None:
+    doc = Document()
+    cp = doc.core_properties
+    cp.created = FIXED_DATE.replace(tzinfo=None)
+    cp.modified = FIXED_DATE.replace(tzinfo=None)
+    cp.last_modified_by = "make_data.py"
+    cp.author = "make_data.py"
+    cp.revision = 1
+    doc.add_heading("Docx Title Heading", level=1)
+    doc.add_paragraph("This paragraph contains the docx body marker for loader tests.")
+    doc.add_heading("Second Section", level=2)
+    doc.add_paragraph("The second section has its own short paragraph of text.")
+    table = doc.add_table(rows=2, cols=2)
+    table.style = "Table Grid"
+    table.cell(0, 0).text = "table cell marker"
+    table.cell(0, 1).text = "top right"
+    table.cell(1, 0).text = "bottom left"
+    table.cell(1, 1).text = "bottom right"
+    buf = io.BytesIO()
+    doc.save(buf)
+    (out / "sample.docx").write_bytes(_normalise_zip_times(buf.getvalue()))
+
+
+def _normalise_zip_times(data: bytes) -> bytes:
+    """Rewrite a zip so every member has a fixed timestamp (reproducible output)."""
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            new = zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 12, 0, 0))
+            new.compress_type = zipfile.ZIP_DEFLATED
+            new.external_attr = info.external_attr
+            dst.writestr(new, src.read(info.filename))
+    return buf.getvalue()
+
+
+HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Html Test Page</title>
+<script>var scriptMarker = 1;</script>
+<style>.styleMarker{}</style>
+</head>
+<body>
+<nav>nav boilerplate marker</nav>
+<main>
+<h1>Main Heading</h1>
+<p>html body marker appears in the first paragraph of the main content.</p>
+<h2>Sub Heading</h2>
+<p>second html paragraph</p>
+</main>
+<footer>footer boilerplate marker</footer>
+</body>
+</html>
+"""
+
+MARKDOWN = """# Markdown Title
+
+This first paragraph contains the markdown body marker used by the loader tests.
+
+## Section Two
+
+The second section holds another short paragraph with ordinary text.
+"""
+
+PLAIN = """This is a small plain text file.
+It contains the plain text marker on this line.
+A third line closes the file.
+"""
+
+LATIN1_TEXT = (
+    "Menu du jour: café crème, croissant au beurre.\n"
+    "Une façade naïve, un garçon très poli, déjà vu à l'hôtel.\n"
+    "Prix: 4,50 £ ou ¥ selon la région; température 21°C.\n"
+)
+
+
+def make_text_files(out: Path) -> None:
+    (out / "page.html").write_text(HTML, encoding="utf-8", newline="\n")
+    (out / "notes.md").write_text(MARKDOWN, encoding="utf-8", newline="\n")
+    (out / "plain.txt").write_text(PLAIN, encoding="utf-8", newline="\n")
+    (out / "empty.txt").write_bytes(b"")
+    (out / "latin1.txt").write_bytes(LATIN1_TEXT.encode("iso-8859-1"))
+
+
+def make_binary_files(out: Path) -> None:
+    rng = random.Random(20260101)
+    data = bytearray(rng.getrandbits(8) for _ in range(2048))
+    # Guarantee NUL bytes regardless of what the generator produced.
+    for pos in (0, 17, 512, 1023, 2047):
+        data[pos] = 0
+    (out / "binary.txt").write_bytes(bytes(data))
+
+    garbage_rng = random.Random(7)
+    garbage = bytes(garbage_rng.getrandbits(8) for _ in range(600))
+    (out / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + garbage + b"\nthis is not a pdf body\n")
+
+
+def make_encrypted_pdf(out: Path) -> None:
+    plain = _pdf_bytes([["This page holds the encrypted marker text for loader tests."]])
+    reader = PdfReader(io.BytesIO(plain))
+    writer = PdfWriter()
+    for page in reader.pages:
+        writer.add_page(page)
+    writer.encrypt("secret")  # user password "secret"
+    with open(out / "encrypted.pdf", "wb") as fh:
+        writer.write(fh)
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    out.mkdir(parents=True, exist_ok=True)
+    make_three_pages_pdf(out)
+    make_docx(out)
+    make_text_files(out)
+    make_binary_files(out)
+    make_encrypted_pdf(out)
+    for path in sorted(out.iterdir()):
+        if path.is_file() and path.name != Path(__file__).name:
+            print(f"{path.stat().st_size:>7}  {path.name}")
+
+
+if __name__ == "__main__":
+    main()
