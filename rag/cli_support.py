@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 
@@ -16,8 +15,6 @@ def fail(message: str, code: int = 1) -> int:
 
 def quiet_libraries() -> None:
     """Keep library chatter (progress bars, warnings) off the terminal; our output is the report."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore")
     for name in ("chromadb", "llama_index", "sentence_transformers", "transformers", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)

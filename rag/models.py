@@ -54,11 +54,11 @@ def load_embedder(settings: Settings):
 
 def embedder_tokenizer(embedder) -> Any:
     """The word-piece tokenizer of the embedding model (chunks are sized in its tokens)."""
-    return embedder._model.tokenizer
+    return getattr(getattr(embedder, "_model", None), "tokenizer", None)
 
 
 def embedder_max_tokens(embedder) -> int:
-    return int(getattr(embedder._model, "max_seq_length", 0) or 512)
+    return int(getattr(getattr(embedder, "_model", None), "max_seq_length", 0) or 512)
 
 
 def check_gguf(path: str) -> Path:

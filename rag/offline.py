@@ -19,6 +19,16 @@ OFFLINE_ENV = {
 }
 
 
+# Library chatter that has no place on our terminal or in our JSON; a user may turn it back on.
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
 def enforce_offline() -> None:
     """Set the environment so that no library reaches the network on its own."""
     os.environ.update(OFFLINE_ENV)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,69 @@
+"""The real embedded models and a real Chroma PersistentClient, through the commands a user types."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import DATA, SAMPLES
+from tests.integration.conftest import network_namespaces_work, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def ask(home, question: str):
+    env = dict(os.environ, RAG_HOME=str(home))
+    result = run_cli("rag", "ask", question, "--json", env=env, offline=True)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("question", "file", "page"),
+    [
+        ("How many days of paid annual leave do full-time employees get?", "employee-handbook.pdf", 2),
+        ("What does error code E-214 mean?", "support-faq.html", None),
+        ("How long does it take to charge the K2 robot and what is its IP rating?", "k2-robot-specs.docx", None),
+        ("Berapa kecepatan maksimum robot di zona pejalan kaki?", "panduan-keselamatan.md", None),
+    ],
+)
+def test_ask_cites_the_file_that_holds_the_answer(sample_home, question, file, page):
+    data = ask(sample_home, question)
+    top = data["sources"][0]
+    assert top["file"] == str(SAMPLES.resolve() / file)
+    assert top["page"] == page
+    assert data["answer"].strip()
+    assert data["timings"]["total_s"] > 0
+
+
+def test_ask_runs_without_network(sample_home):
+    if not network_namespaces_work():
+        pytest.skip("cannot create a network namespace here")
+    data = ask(sample_home, "When was firmware 3.2.0 released?")
+    assert data["sources"][0]["file"].endswith("release-notes.md")
+
+
+def test_broken_files_never_abort_a_batch_or_print_a_traceback(tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(DATA, folder)
+    (folder / "truncated.docx").write_bytes((DATA / "sample.docx").read_bytes()[:500])
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    env = dict(os.environ, RAG_HOME=str(tmp_path / "home"))
+    result = run_cli("ingest", str(folder), env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "5 file(s) stored" in result.stdout
+    failed_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
+    assert len(failed_lines) == 5  # binary, corrupt, encrypted, latin1, truncated docx
+    json_run = run_cli("ingest", str(folder), "--json", env=env)
+    report = json.loads(json_run.stdout)
+    assert report["unchanged"] == 5 and report["chunks"] == 0
+
+
+def test_ingest_missing_path_exits_2(tmp_path):
+    env = dict(os.environ, RAG_HOME=str(tmp_path))
+    result = run_cli("ingest", str(tmp_path / "missing"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "missing" in result.stderr

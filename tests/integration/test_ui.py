@@ -1,0 +1,82 @@
+"""The Streamlit page: through AppTest in-process, and through a real server in headless Chromium."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import BIN, ROOT
+from tests.integration.conftest import free_port, wait_for_http
+
+pytestmark = pytest.mark.integration
+APP = str(ROOT / "ui" / "app.py")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_app_loads_shows_counts_and_answers_with_sources(sample_home, monkeypatch):
+    monkeypatch.setenv("RAG_HOME", str(sample_home))
+    app = AppTest.from_file(APP, default_timeout=300)
+    app.run()
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics == {"Documents": "7", "Chunks": metrics["Chunks"]} and int(metrics["Chunks"]) > 7
+    app.chat_input[0].set_value("What does error code E-214 mean?").run()
+    assert not app.exception
+    assistant = [m for m in app.chat_message if m.name == "assistant"]
+    assert assistant, "no answer was shown"
+    texts = [md.value for md in assistant[-1].markdown]
+    assert texts[0].strip(), "the answer is empty"
+    assert any("[1] support-faq.html" in t for t in texts)
+    assert app.expander[0].label.startswith("Sources (")
+
+
+def test_app_on_empty_store_says_how_to_add_documents(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAG_HOME", str(tmp_path))
+    app = AppTest.from_file(APP, default_timeout=300)
+    app.run()
+    app.chat_input[0].set_value("Anything in there?").run()
+    assert not app.exception
+    assert any("is empty" in w.value for w in app.warning)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="Debian chromium is not installed (apt-get install chromium)",
+)
+def test_real_server_in_headless_chromium(sample_home, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    env = dict(os.environ, RAG_HOME=str(sample_home))
+    server = subprocess.Popen(
+        [str(BIN / "rag"), "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, process=server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+            box = page.get_by_placeholder("Ask a question about your documents")
+            expect(box).to_be_visible(timeout=120_000)
+            box.fill("How many days of paid annual leave do employees get?")
+            box.press("Enter")
+            sources = page.get_by_text("employee-handbook.pdf — page 2").first
+            expect(sources).to_be_visible(timeout=240_000)
+            page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert f"127.0.0.1:{port}" in output
+    assert "Traceback" not in output

@@ -1,0 +1,70 @@
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.answer import REFUSAL_TEXT, build_messages
+from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, build_engine
+from tests.conftest import FakeLLM
+
+
+@pytest.fixture
+def filled(settings, fake_embedder, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\nEmployees receive 22 days of paid annual leave.\n")
+    (docs / "robot.md").write_text("# Robot\n\nThe K2 robot charges in 55 minutes on its dock.\n")
+    Ingestor(settings, embedder=fake_embedder).ingest([docs])
+    return docs
+
+
+def test_ask_retrieves_best_source_first_and_cites(settings, fake_embedder, fake_llm, filled):
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    fake_llm.enqueue("It charges in 55 minutes [1].")
+    answer = engine.ask("How long does the robot take to charge on its dock?", top_k=2)
+    assert answer.sources[0].file == str(filled / "robot.md")
+    assert answer.sources[0].score >= answer.sources[1].score
+    assert answer.text == "It charges in 55 minutes [1]."
+    assert answer.cited == [1] and not answer.refused
+    prompt = fake_llm.prompts[0][1]["content"]
+    assert "55 minutes" in prompt and prompt.endswith("on its dock?")
+    assert set(answer.timings) >= {"retrieve_s", "generate_s", "total_s"}
+
+
+def test_stream_yields_pieces_then_sets_answer(settings, fake_embedder, fake_llm, filled):
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    fake_llm.enqueue("one two three")
+    stream = engine.stream("leave days?")
+    pieces = list(stream)
+    assert len(pieces) == 3 and "".join(pieces) == "one two three"
+    assert stream.answer.text == "one two three"
+
+
+def test_refusal_is_flagged(settings, fake_embedder, fake_llm, filled):
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    fake_llm.enqueue(REFUSAL_TEXT)
+    assert engine.ask("Who won the 1998 World Cup?").refused
+
+
+def test_context_overflow_drops_chunks_instead_of_failing(settings, fake_embedder, filled):
+    engine = build_engine(settings, embedder=fake_embedder)
+    question = "annual leave days"
+    sources = engine.retrieve(question, top_k=2)
+    one = sum(len(m["content"].split()) + 8 for m in build_messages(question, sources[:1]))
+    small = FakeLLM(n_ctx=settings.max_answer_tokens + TEMPLATE_RESERVE + one + 2)
+    engine = build_engine(settings, embedder=fake_embedder, llm=small)
+    answer = engine.ask(question, top_k=2)
+    assert answer.chunks_used == 1
+    assert len(answer.sources) == 2
+
+
+def test_empty_collection_gives_clear_error(settings, fake_embedder, fake_llm):
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    with pytest.raises(EmptyCollectionError, match="collection 'default' is empty.*ingest"):
+        engine.ask("anything?")
+
+
+def test_stats_counts_documents_and_chunks(settings, fake_embedder, filled):
+    engine = build_engine(settings, embedder=fake_embedder)
+    stats = engine.stats()
+    assert stats["files"] == 2 and stats["chunks"] >= 2
+    assert engine.collections() == ["default"]
+    assert engine.stats("other")["chunks"] == 0

@@ -1,0 +1,104 @@
+import shutil
+
+import pytest
+
+from ingest.pipeline import Ingestor, MissingPathError, discover
+from rag import store
+from tests.conftest import DATA, SAMPLES
+
+GOOD = ["notes.md", "page.html", "plain.txt", "sample.docx", "three-pages.pdf"]
+BAD = {
+    "empty.txt": "skipped",
+    "make_data.py": "skipped",
+    "binary.txt": "failed",
+    "corrupt.pdf": "failed",
+    "encrypted.pdf": "failed",
+    "latin1.txt": "failed",
+}
+
+
+@pytest.fixture
+def ingestor(settings, fake_embedder):
+    return Ingestor(settings, embedder=fake_embedder)
+
+
+def stored_files(settings, name="default"):
+    collection = store.get_collection(settings, name)
+    return {m["file"] for _, m in store.metadata_where(collection)}
+
+
+def test_bad_files_are_reported_and_good_ones_stored(ingestor, settings, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(DATA, folder)
+    seen = []
+    report = ingestor.ingest([folder], progress=lambda path, outcome: seen.append(outcome))
+    assert report.files == len(GOOD)
+    assert stored_files(settings) == {str(folder / name) for name in GOOD}
+    skipped = {item["file"].rsplit("/", 1)[1] for item in report.skipped}
+    failed = {item["file"].rsplit("/", 1)[1]: item["error"] for item in report.failed}
+    assert skipped == {n for n, kind in BAD.items() if kind == "skipped"}
+    assert set(failed) == {n for n, kind in BAD.items() if kind == "failed"}
+    assert all(reason for reason in failed.values())
+    assert report.exit_code == 1
+    assert len(seen) == len(GOOD) + len(BAD)
+    assert report.chunks == store.count_chunks(store.get_collection(settings))
+
+
+def test_pdf_pages_are_stored_as_metadata(ingestor, settings):
+    ingestor.ingest([DATA / "three-pages.pdf"])
+    metas = [m for _, m in store.metadata_where(store.get_collection(settings))]
+    assert sorted({m["page"] for m in metas}) == [1, 2, 3]
+    assert all(m["file"] == str((DATA / "three-pages.pdf").resolve()) for m in metas)
+
+
+def test_reingest_unchanged_stores_nothing_and_changed_file_is_replaced(ingestor, settings, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Title\n\nThe first version says seven.\n")
+    first = ingestor.ingest([tmp_path])
+    assert (first.files, first.unchanged) == (1, 0)
+    again = ingestor.ingest([tmp_path])
+    assert (again.files, again.chunks, again.unchanged) == (0, 0, 1)
+    doc.write_text("# Title\n\nThe second version says eight.\n\n## More\n\nAnd more text.\n")
+    changed = ingestor.ingest([tmp_path])
+    assert changed.files == 1
+    collection = store.get_collection(settings)
+    texts = collection.get(include=["documents"])["documents"]
+    assert store.count_chunks(collection) == changed.chunks
+    assert not any("seven" in t for t in texts)
+    assert any("eight" in t for t in texts)
+
+
+def test_collections_are_separate(ingestor, settings):
+    ingestor.ingest([DATA / "notes.md"], collection_name="papers")
+    assert stored_files(settings, "papers") == {str((DATA / "notes.md").resolve())}
+    assert stored_files(settings) == set()
+
+
+def test_discover_recurses_skips_hidden_and_survives_link_loops(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "deep.txt").write_text("deep")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config.txt").write_text("hidden")
+    (tmp_path / "loop").symlink_to(tmp_path)
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    names = [p.name for p in discover([tmp_path])]
+    assert "deep.txt" in names and "config.txt" not in names
+    assert names.count("deep.txt") == 1
+
+
+def test_dangling_link_and_oversized_file_fail_with_reasons(ingestor, settings, tmp_path, monkeypatch):
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    (tmp_path / "big.txt").write_text("x" * 3000)
+    (tmp_path / "ok.txt").write_text("fine text")
+    small = Ingestor(settings.model_copy(update={"max_file_mb": 0.001}), ingestor.embedder)
+    report = small.ingest([tmp_path])
+    errors = {item["file"].rsplit("/", 1)[1]: item["error"] for item in report.failed}
+    assert "broken symbolic link" in errors["dangling.txt"]
+    assert "RAG_MAX_FILE_MB" in errors["big.txt"]
+    assert report.files == 1
+
+
+def test_missing_path_is_an_error_before_anything_is_stored(ingestor, settings, tmp_path):
+    with pytest.raises(MissingPathError, match="nope"):
+        ingestor.ingest([SAMPLES, tmp_path / "nope"])
+    assert store.count_chunks(store.get_collection(settings)) == 0

@@ -1,0 +1,154 @@
+"""The browser page: ask questions, read streamed answers with sources, add documents."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from ingest import Ingestor
+from ingest.loaders import supported_suffixes
+from rag.answer import Answer
+from rag.engine import EmptyCollectionError, Engine, build_engine
+from rag.models import ModelError
+from rag.settings import Settings, SettingsError, load_settings
+from rag.store import StoreError
+
+USER_ERRORS = (SettingsError, StoreError, ModelError, EmptyCollectionError, ValueError)
+
+
+@st.cache_resource(show_spinner="Loading models…")
+def shared_engine(settings_json: str) -> Engine:
+    """One engine (so one embedding model and one LLM) per configuration, shared by all sessions."""
+    return build_engine(Settings.model_validate_json(settings_json))
+
+
+@st.cache_resource(show_spinner=False)
+def shared_ingestor(settings_json: str) -> Ingestor:
+    engine = shared_engine(settings_json)
+    return Ingestor(engine.settings, embedder=engine.embedder)
+
+
+def main() -> None:
+    st.set_page_config(page_title="Ask your documents", page_icon="📄", layout="wide")
+    try:
+        engine = shared_engine(load_settings().model_dump_json())
+    except USER_ERRORS as exc:
+        st.error(str(exc))
+        st.stop()
+    collection = sidebar(engine)
+    st.title("Ask your documents")
+    st.caption("Answers come only from your documents, with the file and page of every source.")
+    history = st.session_state.setdefault("history", {}).setdefault(collection, [])
+    for turn in history:
+        with st.chat_message(turn["role"]):
+            st.markdown(turn["content"])
+            if turn.get("answer") is not None:
+                show_sources(turn["answer"])
+    question = st.chat_input("Ask a question about your documents")
+    if question:
+        history.append({"role": "user", "content": question})
+        with st.chat_message("user"):
+            st.markdown(question)
+        with st.chat_message("assistant"):
+            answer = answer_question(engine, question, collection)
+        if answer is not None:
+            history.append({"role": "assistant", "content": answer.text, "answer": answer})
+
+
+def answer_question(engine: Engine, question: str, collection: str) -> Answer | None:
+    try:
+        with st.spinner("Searching your documents…"):
+            stream = engine.stream(question, collection)
+        st.write_stream(iter(stream))
+    except USER_ERRORS as exc:
+        st.warning(str(exc))
+        return None
+    answer = stream.answer
+    if answer is not None:
+        show_sources(answer)
+    return answer
+
+
+def show_sources(answer: Answer) -> None:
+    if not answer.sources:
+        return
+    timing = answer.timings.get("total_s")
+    label = f"Sources ({len(answer.sources)})" + (f" · {timing:.1f}s" if timing else "")
+    with st.expander(label, expanded=True):
+        for number, source in enumerate(answer.sources, start=1):
+            cited = " ✓ cited" if number in answer.cited else ""
+            page = f" — page {source.page}" if source.page else ""
+            st.markdown(f"**[{number}] {source.file_name}{page}**{cited} · score {source.score:.2f}")
+            st.caption(source.file)
+            snippet = " ".join(source.text.split())
+            st.text(snippet[:400] + ("…" if len(snippet) > 400 else ""))
+
+
+def sidebar(engine: Engine) -> str:
+    with st.sidebar:
+        st.header("Library")
+        names = safe_collections(engine)
+        default = engine.settings.collection
+        options = sorted(set(names) | {default})
+        collection = st.selectbox("Collection", options, index=options.index(default))
+        stats = engine.stats(collection)
+        col1, col2 = st.columns(2)
+        col1.metric("Documents", stats["files"])
+        col2.metric("Chunks", stats["chunks"])
+        st.subheader("Add documents")
+        uploads = st.file_uploader(
+            "Files are stored on this machine only",
+            type=[s.lstrip(".") for s in supported_suffixes()],
+            accept_multiple_files=True,
+        )
+        done = st.session_state.setdefault("ingested_uploads", set())
+        fresh = [u for u in uploads or [] if (collection, u.file_id) not in done]
+        if fresh:
+            add_uploads(engine, fresh, collection)
+            done.update((collection, u.file_id) for u in fresh)
+    return collection
+
+
+def safe_collections(engine: Engine) -> list[str]:
+    try:
+        return engine.collections()
+    except USER_ERRORS as exc:
+        st.error(str(exc))
+        return []
+
+
+def add_uploads(engine: Engine, uploads, collection: str) -> None:
+    """Save the uploaded files under RAG_HOME/uploads and ingest them, with a progress bar."""
+    folder = engine.settings.home / "uploads" / collection
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for upload in uploads:
+        target = folder / safe_name(upload.name)
+        target.write_bytes(upload.getbuffer())
+        paths.append(target.resolve())
+    bar = st.progress(0.0, text="Reading and embedding…")
+    done = 0
+
+    def progress(path: Path, outcome: str) -> None:
+        nonlocal done
+        done += 1
+        bar.progress(done / len(paths), text=f"{outcome}: {path.name}")
+
+    report = shared_ingestor(engine.settings.model_dump_json()).ingest(paths, collection, progress=progress, files=sorted(paths))
+    bar.empty()
+    st.success(f"Stored {report.files} file(s), {report.chunks} chunks ({report.unchanged} unchanged).")
+    for item in report.skipped:
+        st.info(f"Skipped {Path(item['file']).name}: {item['reason']}")
+    for item in report.failed:
+        st.error(f"Could not add {Path(item['file']).name}: {item['error']}")
+
+
+def safe_name(name: str) -> str:
+    """Keep an uploaded file's name but never let it leave the uploads folder."""
+    cleaned = re.sub(r"[^\w.\- ]+", "_", Path(name).name).strip(" .")
+    return cleaned or "upload"
+
+
+main()
