@@ -1,5 +1,5 @@
 """Turn files and folders into searchable chunks in the store."""
 
-from ingest.pipeline import IngestReport, Ingestor, MissingPathError, discover
+from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
 
 __all__ = ["IngestReport", "Ingestor", "MissingPathError", "discover"]

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from ingest.loaders import supported_suffixes
-from ingest.pipeline import IngestReport, Ingestor, MissingPathError, discover
+from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
 from rag.cli_support import fail, quiet_libraries
+from rag.models import ModelError
 from rag.settings import SettingsError, load_settings
 from rag.store import StoreError, count_chunks, get_collection
-from rag.models import ModelError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to ingest")
-    parser.add_argument("--collection", "-c", help="collection to store into (default: RAG_COLLECTION or 'default')")
+    parser.add_argument(
+        "--collection", "-c", help="collection to store into (default: RAG_COLLECTION or 'default')"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
         "--if-empty",
@@ -55,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         ingestor = Ingestor(settings)
         progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
         try:
-            report = ingestor.ingest(args.paths, settings.collection, progress=progress, files=files)
+            report = ingestor.ingest(
+                args.paths, settings.collection, progress=progress, files=files
+            )
         finally:
             close()
     except MissingPathError as exc:

@@ -49,7 +49,9 @@ def load_pdf(path: Path) -> LoadedFile:
                 "encrypted PDF (password required); save an unencrypted copy "
                 "(e.g. `qpdf --decrypt in.pdf out.pdf`) and ingest that"
             ) from None
-        raise LoadError(f"corrupt or unreadable PDF ({exc}); re-export or repair the file") from None
+        raise LoadError(
+            f"corrupt or unreadable PDF ({exc}); re-export or repair the file"
+        ) from None
     try:
         title = (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem
         sections: list[Section] = []
@@ -86,7 +88,9 @@ def load_docx(path: Path) -> LoadedFile:
     try:
         document = docx.Document(str(path))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise LoadError(f"not a valid DOCX file ({exc}); re-save it from your word processor") from None
+        raise LoadError(
+            f"not a valid DOCX file ({exc}); re-save it from your word processor"
+        ) from None
     except Exception as exc:  # python-docx raises assorted errors on damaged packages
         raise LoadError(f"cannot read DOCX ({type(exc).__name__}: {exc})") from None
     lines: list[str] = []
@@ -130,8 +134,27 @@ def table_rows(table) -> list[str]:
 HTML_DROP = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "form", "button"]
 HTML_CHROME = ["nav", "aside"]
 HTML_CHROME_ROLES = ["navigation", "banner", "contentinfo", "search", "complementary"]
-HTML_BLOCKS = ["p", "div", "section", "article", "li", "pre", "blockquote", "dd", "dt", "br",
-               "table", "tr", "ul", "ol", "dl", "figure", "figcaption", "hr", "main"]
+HTML_BLOCKS = [
+    "p",
+    "div",
+    "section",
+    "article",
+    "li",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "br",
+    "table",
+    "tr",
+    "ul",
+    "ol",
+    "dl",
+    "figure",
+    "figcaption",
+    "hr",
+    "main",
+]
 
 
 def load_html(path: Path) -> LoadedFile:
@@ -183,7 +206,9 @@ def read_text(path: Path) -> str:
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise LoadError(f"broken UTF-16 text ({exc.reason}); re-save the file as UTF-8") from None
+            raise LoadError(
+                f"broken UTF-16 text ({exc.reason}); re-save the file as UTF-8"
+            ) from None
     if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
         raise LoadError("binary data, not text; check the file type or rename it")
     try:
@@ -250,7 +275,9 @@ def load_file(path: Path) -> LoadedFile:
     except OSError as exc:
         raise LoadError(f"cannot read file ({exc.strerror or exc})") from None
     except Exception as exc:  # a parser bug on odd input must not end the batch
-        raise LoadError(f"{loaded_kind(path)} parser failed ({type(exc).__name__}: {exc})") from None
+        raise LoadError(
+            f"{loaded_kind(path)} parser failed ({type(exc).__name__}: {exc})"
+        ) from None
     if not any(section.text.strip() for section in loaded.sections):
         raise SkipFile("no text in the file (only whitespace)")
     return loaded

@@ -136,7 +136,9 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     if not collections:
         print("no collections yet; add documents with `ingest PATH`")
     for item in collections:
-        print(f"collection '{item['collection']}': {item['files']} documents, {item['chunks']} chunks")
+        print(
+            f"collection '{item['collection']}': {item['files']} documents, {item['chunks']} chunks"
+        )
     return 0
 
 

@@ -97,9 +97,7 @@ class Engine:
         result._tokens = self._generate(question, sources, started, retrieved, result)
         return result
 
-    def ask(
-        self, question: str, collection: str | None = None, top_k: int | None = None
-    ) -> Answer:
+    def ask(self, question: str, collection: str | None = None, top_k: int | None = None) -> Answer:
         stream = self.stream(question, collection, top_k)
         for _ in stream:
             pass

@@ -33,7 +33,9 @@ def load_embedder(settings: Settings):
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     name = settings.embed_model
-    if (name.startswith((".", "/", "~")) or os.sep in name) and not Path(name).expanduser().exists():
+    if (name.startswith((".", "/", "~")) or os.sep in name) and not Path(
+        name
+    ).expanduser().exists():
         raise ModelError(
             f"RAG_EMBED_MODEL: {name} not found; point it at a sentence-transformers model folder"
         )

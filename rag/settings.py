@@ -17,7 +17,9 @@ from pydantic_settings import (
 )
 
 APP_NAME = "offline-rag"
-COLLECTION_NAME_HELP = "3-63 characters: letters, digits, '.', '_' or '-', starting and ending alnum"
+COLLECTION_NAME_HELP = (
+    "3-63 characters: letters, digits, '.', '_' or '-', starting and ending alnum"
+)
 
 
 class SettingsError(ValueError):
@@ -43,7 +45,9 @@ class Settings(BaseSettings):
         env_prefix="RAG_", extra="forbid", validate_default=True, frozen=True
     )
 
-    home: Path = Field(default_factory=default_home, description="All state: Chroma data, manifests.")
+    home: Path = Field(
+        default_factory=default_home, description="All state: Chroma data, manifests."
+    )
     collection: str = Field("default", description="Collection used when none is named.")
 
     embed_model: str = Field("", description="Sentence-transformers model path or name.")
@@ -135,7 +139,9 @@ def config_file_path() -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise SettingsError(f"RAG_CONFIG: config file {path} not found; create it or unset RAG_CONFIG")
+            raise SettingsError(
+                f"RAG_CONFIG: config file {path} not found; create it or unset RAG_CONFIG"
+            )
         return path
     home = Path(os.environ.get("RAG_HOME") or default_home()).expanduser()
     candidate = home / "config.toml"

@@ -57,7 +57,9 @@ def _connect(settings: Settings):
         return client
     try:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=_chroma_settings())
+        return chromadb.PersistentClient(
+            path=str(settings.chroma_path), settings=_chroma_settings()
+        )
     except OSError as exc:
         raise StoreError(
             f"cannot open the store at {settings.chroma_path} ({exc.strerror or exc}); "

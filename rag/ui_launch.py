@@ -14,7 +14,9 @@ def app_path() -> Path:
     """Location of ui/app.py, found without importing the ui package."""
     spec = importlib.util.find_spec("ui")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the ui package is not installed; reinstall with `pip install -e .`")
+        raise FileNotFoundError(
+            "the ui package is not installed; reinstall with `pip install -e .`"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 

@@ -79,8 +79,7 @@ class FakeLLM:
     def stream_chat(self, messages, max_tokens, temperature) -> Iterator[str]:
         self.prompts.append(messages)
         text = self.queue.pop(0) if self.queue else self.reply
-        for word in re.findall(r"\S+\s*", text):
-            yield word
+        yield from re.findall(r"\S+\s*", text)
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from rag.answer import (
 
 
 def source(n: int, page: int | None = None) -> SourceRef:
-    return SourceRef(file=f"/docs/file{n}.pdf", page=page, score=1 - n / 10, text=f"text number {n}")
+    return SourceRef(
+        file=f"/docs/file{n}.pdf", page=page, score=1 - n / 10, text=f"text number {n}"
+    )
 
 
 def test_prompt_puts_constant_system_first_then_numbered_context_then_question():

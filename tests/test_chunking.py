@@ -17,7 +17,9 @@ def test_pdf_chunks_carry_their_page_and_never_span_pages():
 
 def test_markdown_chunks_get_heading_path_and_stable_ids(tmp_path):
     doc = tmp_path / "guide.md"
-    doc.write_text("# Guide\n\nIntro text.\n\n## Install\n\nRun the installer.\n\n### Disk\n\nNeeds 2 GB.\n")
+    doc.write_text(
+        "# Guide\n\nIntro text.\n\n## Install\n\nRun the installer.\n\n### Disk\n\nNeeds 2 GB.\n"
+    )
     chunker = Chunker(128, 16)
     nodes = chunker.chunk(doc, load_file(doc), "h1")
     headings = [n.metadata.get("heading") for n in nodes]
@@ -41,7 +43,9 @@ def test_embedded_text_has_title_and_heading_but_not_paths(tmp_path):
 
 def test_long_text_is_split_with_chunk_index(tmp_path):
     path = tmp_path / "long.txt"
-    loaded = LoadedFile([Section(text="A sentence about robots. " * 400)], title="long", parser="text")
+    loaded = LoadedFile(
+        [Section(text="A sentence about robots. " * 400)], title="long", parser="text"
+    )
     nodes = Chunker(50, 5).chunk(path, loaded, "s")
     assert len(nodes) > 10
     assert [n.metadata["chunk_index"] for n in nodes] == list(range(len(nodes)))

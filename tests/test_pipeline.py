@@ -51,7 +51,9 @@ def test_pdf_pages_are_stored_as_metadata(ingestor, settings):
     assert all(m["file"] == str((DATA / "three-pages.pdf").resolve()) for m in metas)
 
 
-def test_reingest_unchanged_stores_nothing_and_changed_file_is_replaced(ingestor, settings, tmp_path):
+def test_reingest_unchanged_stores_nothing_and_changed_file_is_replaced(
+    ingestor, settings, tmp_path
+):
     doc = tmp_path / "doc.md"
     doc.write_text("# Title\n\nThe first version says seven.\n")
     first = ingestor.ingest([tmp_path])
@@ -86,7 +88,9 @@ def test_discover_recurses_skips_hidden_and_survives_link_loops(tmp_path):
     assert names.count("deep.txt") == 1
 
 
-def test_dangling_link_and_oversized_file_fail_with_reasons(ingestor, settings, tmp_path, monkeypatch):
+def test_dangling_link_and_oversized_file_fail_with_reasons(
+    ingestor, settings, tmp_path, monkeypatch
+):
     (tmp_path / "dangling.txt").symlink_to(tmp_path / "missing.txt")
     (tmp_path / "big.txt").write_text("x" * 3000)
     (tmp_path / "ok.txt").write_text("fine text")

@@ -46,7 +46,11 @@ def test_explicit_config_file_must_exist(monkeypatch, tmp_path):
         ("RAG_TOP_K", "0", r"^RAG_TOP_K='0': .*greater than or equal to 1"),
         ("RAG_N_CTX", "12", r"^RAG_N_CTX"),
         ("RAG_COLLECTION", "a", r"^RAG_COLLECTION='a': collection name 'a' is not valid"),
-        ("RAG_CHUNK_OVERLAP", "500", r"^RAG_CHUNK_OVERLAP='500': must be smaller than RAG_CHUNK_SIZE"),
+        (
+            "RAG_CHUNK_OVERLAP",
+            "500",
+            r"^RAG_CHUNK_OVERLAP='500': must be smaller than RAG_CHUNK_SIZE",
+        ),
         ("RAG_BOGUS", "1", None),
     ],
 )

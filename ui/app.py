@@ -80,7 +80,9 @@ def show_sources(answer: Answer) -> None:
         for number, source in enumerate(answer.sources, start=1):
             cited = " ✓ cited" if number in answer.cited else ""
             page = f" — page {source.page}" if source.page else ""
-            st.markdown(f"**[{number}] {source.file_name}{page}**{cited} · score {source.score:.2f}")
+            st.markdown(
+                f"**[{number}] {source.file_name}{page}**{cited} · score {source.score:.2f}"
+            )
             st.caption(source.file)
             snippet = " ".join(source.text.split())
             st.text(snippet[:400] + ("…" if len(snippet) > 400 else ""))
@@ -136,9 +138,13 @@ def add_uploads(engine: Engine, uploads, collection: str) -> None:
         done += 1
         bar.progress(done / len(paths), text=f"{outcome}: {path.name}")
 
-    report = shared_ingestor(engine.settings.model_dump_json()).ingest(paths, collection, progress=progress, files=sorted(paths))
+    report = shared_ingestor(engine.settings.model_dump_json()).ingest(
+        paths, collection, progress=progress, files=sorted(paths)
+    )
     bar.empty()
-    st.success(f"Stored {report.files} file(s), {report.chunks} chunks ({report.unchanged} unchanged).")
+    st.success(
+        f"Stored {report.files} file(s), {report.chunks} chunks ({report.unchanged} unchanged)."
+    )
     for item in report.skipped:
         st.info(f"Skipped {Path(item['file']).name}: {item['reason']}")
     for item in report.failed:

@@ -27,6 +27,7 @@ Everything except encrypted.pdf is byte-for-byte reproducible. The encrypted PDF
 gets a fresh random document ID and key each run, so its bytes differ between runs
 although its content and password stay the same.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -39,7 +40,7 @@ from docx import Document
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-FIXED_DATE = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+FIXED_DATE = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def _pdf_bytes(pages: list[list[str]]) -> bytes:

@@ -23,9 +23,17 @@ def ask(home, question: str):
 @pytest.mark.parametrize(
     ("question", "file", "page"),
     [
-        ("How many days of paid annual leave do full-time employees get?", "employee-handbook.pdf", 2),
+        (
+            "How many days of paid annual leave do full-time employees get?",
+            "employee-handbook.pdf",
+            2,
+        ),
         ("What does error code E-214 mean?", "support-faq.html", None),
-        ("How long does it take to charge the K2 robot and what is its IP rating?", "k2-robot-specs.docx", None),
+        (
+            "How long does it take to charge the K2 robot and what is its IP rating?",
+            "k2-robot-specs.docx",
+            None,
+        ),
         ("Berapa kecepatan maksimum robot di zona pejalan kaki?", "panduan-keselamatan.md", None),
     ],
 )

@@ -63,7 +63,12 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM,
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                ],
             )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
@@ -73,7 +78,9 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
             box.press("Enter")
             sources = page.get_by_text("employee-handbook.pdf — page 2").first
             expect(sources).to_be_visible(timeout=240_000)
-            page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
+            page.screenshot(
+                path=os.environ.get("UI_SCREENSHOT", str(tmp_path / "ui.png")), full_page=True
+            )
             browser.close()
     finally:
         server.terminate()
