@@ -7,6 +7,8 @@ heading paths. A loader raises LoadError / SkipFile with a reason instead of cra
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import zipfile
 from collections.abc import Callable
@@ -234,7 +236,71 @@ def load_text(path: Path) -> LoadedFile:
     return LoadedFile([Section(text=text)], title=path.stem, parser="text")
 
 
+def load_csv(path: Path) -> LoadedFile:
+    """Each row as 'header: value; header: value', so every row keeps the meaning of its cells."""
+    text = read_text(path)
+    sample = text[:16384]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
+    if not rows:
+        raise SkipFile("no rows in the table")
+    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    lines = [" | ".join(header)]
+    for row in rows[1:]:
+        cells = [
+            f"{header[i] if i < len(header) else f'column {i + 1}'}: {cell.strip()}"
+            for i, cell in enumerate(row)
+            if cell.strip()
+        ]
+        lines.append("; ".join(cells))
+    return LoadedFile([Section(text="\n".join(lines))], title=path.stem, parser="csv")
+
+
+# Plain-text formats read as they are: notes, configuration, data and source code.
+TEXT_SUFFIXES = [
+    ".txt",
+    ".text",
+    ".rst",
+    ".log",
+    ".json",
+    ".jsonl",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".ini",
+    ".cfg",
+    ".conf",
+    ".xml",
+    ".tex",
+    ".py",
+    ".js",
+    ".ts",
+    ".java",
+    ".c",
+    ".h",
+    ".cpp",
+    ".hpp",
+    ".cs",
+    ".go",
+    ".rs",
+    ".rb",
+    ".php",
+    ".sh",
+    ".sql",
+    ".r",
+    ".kt",
+    ".swift",
+    ".scala",
+    ".lua",
+]
+
 LOADERS: dict[str, Callable[[Path], LoadedFile]] = {
+    **dict.fromkeys(TEXT_SUFFIXES, load_text),
+    ".csv": load_csv,
+    ".tsv": load_csv,
     ".pdf": load_pdf,
     ".docx": load_docx,
     ".html": load_html,
@@ -242,9 +308,6 @@ LOADERS: dict[str, Callable[[Path], LoadedFile]] = {
     ".xhtml": load_html,
     ".md": load_markdown,
     ".markdown": load_markdown,
-    ".txt": load_text,
-    ".text": load_text,
-    ".rst": load_text,
 }
 
 

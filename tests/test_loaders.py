@@ -73,7 +73,7 @@ def test_utf8_bom_and_utf16_text(tmp_path):
         ("encrypted.pdf", LoadError, "encrypted PDF"),
         ("binary.txt", LoadError, "binary data"),
         ("latin1.txt", LoadError, "not UTF-8 text"),
-        ("make_data.py", SkipFile, "unsupported file type '.py'"),
+        ("image.png", SkipFile, "unsupported file type '.png'"),
     ],
 )
 def test_bad_files_raise_a_typed_problem_with_a_reason(name, problem, reason):
@@ -95,3 +95,21 @@ def test_corrupt_docx_and_whitespace_only_file(tmp_path):
 def test_compact_ranges():
     assert compact_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
     assert compact_ranges([4]) == "4"
+
+
+def test_csv_rows_keep_their_header(tmp_path):
+    table = tmp_path / "sizes.csv"
+    table.write_text('Task,Size (MB),Notes\nGNOME,3216,"default, big"\n\nXfce,2509,\n')
+    text = load_file(table).sections[0].text
+    assert text.splitlines() == [
+        "Task | Size (MB) | Notes",
+        "Task: GNOME; Size (MB): 3216; Notes: default, big",
+        "Task: Xfce; Size (MB): 2509",
+    ]
+
+
+def test_source_code_and_config_are_read_as_text(tmp_path):
+    (tmp_path / "tool.py").write_text("def answer():\n    return 42\n")
+    (tmp_path / "conf.yaml").write_text("retries: 3\n")
+    assert "return 42" in load_file(tmp_path / "tool.py").sections[0].text
+    assert load_file(tmp_path / "conf.yaml").parser == "text"

@@ -9,7 +9,7 @@ from tests.conftest import DATA, SAMPLES
 GOOD = ["notes.md", "page.html", "plain.txt", "sample.docx", "three-pages.pdf"]
 BAD = {
     "empty.txt": "skipped",
-    "make_data.py": "skipped",
+    "image.png": "skipped",
     "binary.txt": "failed",
     "corrupt.pdf": "failed",
     "encrypted.pdf": "failed",

@@ -6,8 +6,8 @@ Requirements (install into any scratch virtual environment):
 
 Usage:
 
-    python tests/data/make_data.py            # writes next to this script
-    python tests/data/make_data.py OUT_DIR    # writes somewhere else
+    python tests/make_test_data.py            # writes next to this script
+    python tests/make_test_data.py OUT_DIR    # writes somewhere else
 
 Files produced:
 
@@ -188,7 +188,7 @@ def make_encrypted_pdf(out: Path) -> None:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "data"
     out.mkdir(parents=True, exist_ok=True)
     make_three_pages_pdf(out)
     make_docx(out)
