@@ -48,10 +48,11 @@ def streamlit_command(settings: Settings, host: str | None, port: int | None) ->
 
 def launch_ui(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Replace this process with the Streamlit server; the page reads the same RAG_* settings."""
+    host, port = host or settings.ui_host, port or settings.ui_port
     command = streamlit_command(settings, host, port)
     env = dict(os.environ)
     env["RAG_HOME"] = str(settings.home)
     env["RAG_COLLECTION"] = settings.collection
-    print(f"Serving on http://{command[7]}:{command[9]}  (Ctrl+C to stop)", flush=True)
+    print(f"Serving on http://{host}:{port}  (Ctrl+C to stop)", flush=True)
     os.execve(sys.executable, command, env)
     return 0  # pragma: no cover - execve does not return

@@ -85,5 +85,5 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
-    assert f"127.0.0.1:{port}" in output
+    assert f"Serving on http://127.0.0.1:{port}" in output
     assert "Traceback" not in output
