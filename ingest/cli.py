@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ingest.loaders import supported_suffixes
 from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
-from rag.cli_support import fail, quiet_libraries
+from rag.cli_support import fail, quiet_libraries, unexpected
 from rag.models import ModelError
 from rag.settings import SettingsError, load_settings
 from rag.store import StoreError, count_chunks, get_collection
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"ingest: {exc}", code=2)
     except KeyboardInterrupt:
         return fail("ingest: interrupted; files stored so far are kept", code=130)
+    except Exception as exc:
+        return unexpected("ingest", exc)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

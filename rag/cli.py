@@ -7,7 +7,7 @@ import json
 import sys
 
 from rag.answer import Answer
-from rag.cli_support import fail, quiet_libraries
+from rag.cli_support import fail, quiet_libraries, unexpected
 from rag.engine import EmptyCollectionError, build_engine
 from rag.models import ModelError
 from rag.settings import Settings, SettingsError, load_settings
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"rag {args.command}: {exc}")
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
+    except Exception as exc:
+        return unexpected(f"rag {args.command}", exc)
 
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:

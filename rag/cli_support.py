@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -18,3 +19,13 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("chromadb", "llama_index", "sentence_transformers", "transformers", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def unexpected(command: str, exc: BaseException) -> int:
+    """A bug, not a user mistake: still one line, with how to see the details."""
+    if os.environ.get("RAG_LOG_LEVEL", "").upper() == "DEBUG":
+        raise exc
+    return fail(
+        f"{command}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+        "(set RAG_LOG_LEVEL=DEBUG to see the traceback)"
+    )

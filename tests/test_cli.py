@@ -124,3 +124,13 @@ def test_status_json(fake_models, capsys):
     assert rag.cli.main(["status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["collections"] == [{"collection": "notes", "files": 1, "chunks": 2}]
+
+
+def test_unexpected_errors_are_one_line_too(monkeypatch, capsys):
+    def broken(settings):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(rag.cli, "build_engine", broken)
+    assert rag.cli.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: disk on fire" in err and "RAG_LOG_LEVEL" in err
