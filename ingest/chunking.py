@@ -21,16 +21,18 @@ class Chunker:
     """Splits documents into chunks sized in the embedding model's own tokens."""
 
     def __init__(self, chunk_size: int, chunk_overlap: int, tokenizer=None) -> None:
-        tokenize = tokenizer.tokenize if tokenizer is not None else None
         self.markdown = MarkdownNodeParser(header_path_separator=HEADING_SEP)
         self.splitter = SentenceSplitter(
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
-            tokenizer=tokenize,
+            tokenizer=tokenizer,
             include_prev_next_rel=False,
         )
 
-    def chunk(self, path: Path, loaded: LoadedFile, sha256: str) -> list[BaseNode]:
+    def chunk(
+        self, path: Path, loaded: LoadedFile, sha256: str, key: str | None = None
+    ) -> list[BaseNode]:
+        """Split into nodes whose ids are `key-00000`, `key-00001`… (key: the content's key)."""
         documents = []
         for section in loaded.sections:
             metadata = {
@@ -57,7 +59,7 @@ class Chunker:
             else:
                 documents.append(document)
         nodes = self.splitter.get_nodes_from_documents(documents)
-        key = hashlib.sha1(f"{path}\0{sha256}".encode()).hexdigest()[:20]
+        key = key or hashlib.sha1(f"{path}\0{sha256}".encode()).hexdigest()[:24]
         kept: list[BaseNode] = []
         for node in nodes:
             if not node.get_content().strip():

@@ -315,13 +315,13 @@ def supported_suffixes() -> list[str]:
     return sorted(LOADERS)
 
 
-def load_file(path: Path) -> LoadedFile:
+def load_file(path: Path, ocr: bool = False) -> LoadedFile:
     """Read one file with the loader for its type; raise LoadError / SkipFile with a reason."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise SkipFile(
-            f"unsupported file type '{path.suffix or path.name}' "
-            f"(supported: {', '.join(supported_suffixes())})"
+            f"unsupported file type '{path.suffix or path.name}'; "
+            "`ingest --help` lists the formats"
         )
     try:
         size = path.stat().st_size

@@ -1,4 +1,8 @@
-"""Paths -> files -> load -> chunk -> embed -> store, recording every outcome in an IngestReport."""
+"""Keep a collection an exact mirror of files on disk: diff -> parse -> split -> embed -> upsert/delete.
+
+The manifest (ingest.manifest) says what is stored. Every write to the store is announced in the
+manifest's journal first, so a run killed at any moment is finished or undone by the next one.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,16 @@ from pathlib import Path
 
 from ingest.chunking import Chunker
 from ingest.errors import FileProblem, LoadError, SkipFile
-from ingest.loaders import load_file
+from ingest.manifest import FileRecord, Manifest, is_under, now
+from ingest.parallel import ParsePool
 from rag import store
-from rag.models import embedder_tokenizer, load_embedder
+from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 
 # Embed and write after this many chunks have been collected (bounds memory, keeps batches full).
-FLUSH_CHUNKS = 256
+FLUSH_CHUNKS = 512
+# Bump when loaders or chunking change in a way that should re-embed stored files.
+PARSER_VERSION = "1"
 
 
 class MissingPathError(FileNotFoundError):
@@ -26,12 +33,14 @@ class MissingPathError(FileNotFoundError):
 
 @dataclass
 class IngestReport:
-    """What one ingest run did: stored, unchanged, skipped and failed files."""
+    """What one ingest run did: stored, unchanged, moved, removed, skipped and failed files."""
 
     collection: str
     files: int = 0
     chunks: int = 0
     unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
@@ -42,6 +51,8 @@ class IngestReport:
             "files": self.files,
             "chunks": self.chunks,
             "unchanged": self.unchanged,
+            "moved": self.moved,
+            "removed": self.removed,
             "skipped": self.skipped,
             "failed": self.failed,
             "warnings": self.warnings,
@@ -53,8 +64,14 @@ class IngestReport:
     def exit_code(self) -> int:
         return 1 if self.failed else 0
 
+    def record_problem(self, path: str, status: str, reason: str) -> None:
+        if status == "skipped":
+            self.skipped.append({"file": path, "reason": reason})
+        else:
+            self.failed.append({"file": path, "error": reason})
 
-# Progress callback: (file, outcome) where outcome is "stored", "unchanged", "skipped" or "failed".
+
+# Progress callback: (file, outcome), outcome one of stored/unchanged/moved/skipped/failed.
 Progress = Callable[[Path, str], None]
 
 
@@ -62,26 +79,32 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively, skipping hidden entries) into a sorted file list."""
     found: dict[str, Path] = {}
     roots = [Path(p).expanduser() for p in paths]
-    missing = [str(p) for p in roots if not p.exists()]
+    missing = [str(p) for p in roots if not p.exists() and not p.is_symlink()]
     if missing:
         raise MissingPathError(f"no such file or folder: {', '.join(missing)}")
     for root in roots:
-        if root.is_file():
-            resolved = root.resolve()
-            found[str(resolved)] = resolved
+        if not root.is_dir():
+            found.setdefault(str(root.absolute()), absolute(root))
             continue
-        for folder, dirs, names in os.walk(root, onerror=None, followlinks=False):
+        for folder, dirs, names in os.walk(root, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
-                if name.startswith("."):
-                    continue
-                candidate = Path(folder, name)
-                try:
-                    resolved = candidate.resolve(strict=True)
-                except (OSError, RuntimeError):  # broken link or a link loop
-                    resolved = candidate.absolute()
-                found.setdefault(str(resolved), resolved)
+                if not name.startswith("."):
+                    candidate = absolute(Path(folder, name))
+                    found.setdefault(str(candidate), candidate)
     return sorted(found.values())
+
+
+def absolute(path: Path) -> Path:
+    """The real path of a file; a broken link or a link loop keeps its own absolute path."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def root_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+    return [str(absolute(Path(p).expanduser())) for p in paths]
 
 
 def file_sha256(path: Path) -> str:
@@ -92,15 +115,52 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Ingestor:
-    """Stores files in one collection; reusable across calls (the UI keeps one)."""
+@dataclass
+class Parsed:
+    """A file parsed and split, waiting to be embedded."""
 
-    def __init__(self, settings: Settings, embedder=None) -> None:
+    path: Path
+    record: FileRecord
+    nodes: list
+
+
+class Ingestor:
+    """Stores files in collections; reusable across calls (the UI keeps one)."""
+
+    def __init__(self, settings: Settings, embedder=None, ocr: bool = False) -> None:
         self.settings = settings
-        self.embedder = embedder if embedder is not None else load_embedder(settings)
-        self.chunker = Chunker(
-            settings.chunk_size, settings.chunk_overlap, embedder_tokenizer(self.embedder)
-        )
+        self._embedder = embedder
+        self.ocr = ocr
+        self.signature = hashlib.sha1(
+            "|".join(
+                [
+                    settings.embed_model,
+                    str(settings.chunk_size),
+                    str(settings.chunk_overlap),
+                    PARSER_VERSION,
+                    f"ocr={ocr}",
+                ]
+            ).encode()
+        ).hexdigest()[:16]
+        self._chunker: Chunker | None = None
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            tokenizer = load_chunk_tokenizer(self.settings)
+            self._chunker = Chunker(self.settings.chunk_size, self.settings.chunk_overlap, tokenizer)
+        return self._chunker
+
+    def content_key(self, sha256: str) -> str:
+        return hashlib.sha1(f"{sha256}|{self.signature}".encode()).hexdigest()[:24]
+
+    # --- public operations ---------------------------------------------------------------
 
     def ingest(
         self,
@@ -108,99 +168,215 @@ class Ingestor:
         collection_name: str | None = None,
         progress: Progress | None = None,
         files: list[Path] | None = None,
+        sync: bool = False,
     ) -> IngestReport:
+        """Store new and changed files, skip unchanged ones; with `sync`, drop vanished ones."""
         started = time.perf_counter()
+        paths = list(paths)
+        files = files if files is not None else discover(paths)
         name = collection_name or self.settings.collection
         report = IngestReport(collection=name)
-        files = files if files is not None else discover(paths)
         collection = store.get_collection(self.settings, name)
-        batch = _Batch()
-        for path in files:
-            outcome = self._prepare(path, collection, report, batch)
-            if batch.size >= FLUSH_CHUNKS:
-                self._flush(batch, collection, report)
-            if progress is not None:
-                progress(path, outcome)
-        self._flush(batch, collection, report)
+        manifest = Manifest(self.settings.home, name)
+        try:
+            recover(manifest, collection)
+            to_parse: list[tuple[Path, FileRecord]] = []
+            for path in files:
+                outcome = self._plan(path, manifest, collection, report, to_parse)
+                if outcome and progress is not None:
+                    progress(path, outcome)
+            first, copies = split_copies(to_parse)
+            self._parse_and_store(first, manifest, collection, report, progress)
+            for path, record in copies:  # same bytes as a file stored just above
+                if manifest.content(record.content_key) is not None:
+                    link_content(manifest, collection, record, manifest.get(record.path))
+                    report.moved += 1
+                    outcome = "moved"
+                else:
+                    twin = next(p for p, r in first if r.content_key == record.content_key)
+                    problem = next(
+                        (f for f in report.failed + report.skipped if f["file"] == str(twin)), {}
+                    )
+                    reason = problem.get("error") or problem.get("reason") or "not stored"
+                    status = "failed" if "error" in problem else "skipped"
+                    record_failure(manifest, record, status, reason)
+                    report.record_problem(record.path, status, reason)
+                    outcome = status
+                if progress is not None:
+                    progress(path, outcome)
+            if sync:
+                seen = {str(p) for p in files}
+                roots = [r for r in root_paths(paths) if Path(r).is_dir()]
+                vanished = [
+                    r.path
+                    for r in manifest.records(roots)
+                    if r.path not in seen and not os.path.lexists(r.path)
+                ]
+                report.removed = remove_records(manifest, collection, vanished)
+        finally:
+            manifest.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, collection, report: IngestReport, batch: _Batch) -> str:
-        """Load and chunk one file into the batch; record why not when it cannot be."""
+    def remove(self, paths: Iterable[str | os.PathLike], collection_name: str | None = None):
+        """Forget files (and everything under folders) whether or not they still exist."""
+        name = collection_name or self.settings.collection
+        collection = store.get_collection(self.settings, name)
+        manifest = Manifest(self.settings.home, name)
         try:
-            check_readable(path, self.settings.max_file_mb)
-            sha256 = file_sha256(path)
-            old = store.metadata_where(collection, {"file": str(path)})
-            if old and all(meta.get("sha256") == sha256 for _, meta in old):
-                report.unchanged += 1
-                return "unchanged"
-            loaded = load_file(path)
-            nodes = self.chunker.chunk(path, loaded, sha256)
-            if not nodes:
-                raise SkipFile("no text to store after splitting")
-        except SkipFile as problem:
-            report.skipped.append({"file": str(path), "reason": problem.reason})
-            return "skipped"
+            recover(manifest, collection)
+            roots = [str(Path(p).expanduser().absolute()) for p in paths]
+            roots += [r for r in root_paths(paths) if r not in roots]
+            doomed = [r.path for r in manifest.records(roots)]
+            return remove_records(manifest, collection, doomed), doomed
+        finally:
+            manifest.close()
+
+    def records(self, collection_name: str | None = None) -> list[FileRecord]:
+        manifest = Manifest(self.settings.home, collection_name or self.settings.collection)
+        try:
+            return manifest.records()
+        finally:
+            manifest.close()
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _plan(self, path: Path, manifest: Manifest, collection, report, to_parse) -> str | None:
+        """Decide what one file needs; returns the outcome, or None when it waits for parsing."""
+        key = str(path)
+        old = manifest.get(key)
+        try:
+            stat = check_readable(path, self.settings.max_file_mb)
         except FileProblem as problem:
-            report.failed.append({"file": str(path), "error": problem.reason})
-            return "failed"
-        except OSError as exc:
-            report.failed.append({"file": str(path), "error": f"cannot read file ({exc.strerror})"})
-            return "failed"
-        for warning in loaded.warnings:
-            report.warnings.append({"file": str(path), "warning": warning})
-        batch.add(path, nodes, [chunk_id for chunk_id, _ in old])
-        return "stored"
-
-    def _flush(self, batch: _Batch, collection, report: IngestReport) -> None:
-        if not batch.nodes:
-            return
+            status = "skipped" if isinstance(problem, SkipFile) else "failed"
+            report.record_problem(key, status, problem.reason)
+            return status
+        if (
+            old is not None
+            and (old.size, old.mtime_ns, old.signature)
+            == (stat.st_size, stat.st_mtime_ns, self.signature)
+        ):
+            return self._unchanged(old, report)
         try:
-            nodes = self.embedder(batch.nodes)
-            store.vector_store(collection).add(nodes)
-        except Exception as exc:  # the store or model failed: these files are not stored
-            for path in batch.files:
-                report.failed.append(
-                    {"file": str(path), "error": f"could not embed or store ({exc})"}
-                )
-            batch.clear()
+            sha256 = file_sha256(path)
+        except OSError as exc:
+            report.record_problem(key, "failed", f"cannot read file ({exc.strerror})")
+            return "failed"
+        content_key = self.content_key(sha256)
+        if old is not None and old.sha256 == sha256 and old.signature == self.signature:
+            manifest.touch(key, stat.st_size, stat.st_mtime_ns)
+            return self._unchanged(old, report)
+        record = FileRecord(
+            path=key,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            sha256=sha256,
+            content_key=content_key,
+            signature=self.signature,
+            status="stored",
+            parser=None,
+            error=None,
+            warnings=[],
+            ingested_at=now(),
+        )
+        if manifest.content(content_key) is not None:
+            link_content(manifest, collection, record, old)
+            report.moved += 1
+            return "moved"
+        to_parse.append((path, record))
+        return None
+
+    def _unchanged(self, old: FileRecord, report: IngestReport) -> str:
+        if old.status == "stored":
+            report.unchanged += 1
+            return "unchanged"
+        report.record_problem(old.path, old.status, old.error or "")
+        return old.status
+
+    def _parse_and_store(self, to_parse, manifest, collection, report, progress) -> None:
+        pending: list[Parsed] = []
+        size = 0
+        pool = ParsePool(self.settings, self.chunker, self.ocr)
+        try:
+            for path, record, result in pool.map(to_parse):
+                if isinstance(result, FileProblem):
+                    status = "skipped" if isinstance(result, SkipFile) else "failed"
+                    record_failure(manifest, record, status, result.reason)
+                    report.record_problem(record.path, status, result.reason)
+                    outcome = status
+                else:
+                    nodes, parser, warnings = result
+                    record.parser, record.warnings = parser, warnings
+                    report.warnings.extend({"file": record.path, "warning": w} for w in warnings)
+                    pending.append(Parsed(path, record, nodes))
+                    size += len(nodes)
+                    outcome = "stored"
+                if size >= FLUSH_CHUNKS:
+                    self._flush(pending, manifest, collection, report)
+                    pending, size = [], 0
+                if progress is not None:
+                    progress(path, outcome)
+            self._flush(pending, manifest, collection, report)
+        finally:
+            pool.close()
+
+    def _flush(self, batch: list[Parsed], manifest: Manifest, collection, report) -> None:
+        """Embed and store a batch of parsed files, then commit them to the manifest."""
+        if not batch:
             return
-        new_ids = {node.node_id for node in nodes}
-        stale = [chunk_id for chunk_id in batch.old_ids if chunk_id not in new_ids]
-        store.delete_ids(collection, stale)
-        report.files += len(batch.files)
+        nodes = [node for item in batch for node in item.nodes]
+        ids = [node.node_id for node in nodes]
+        try:
+            embedded = self.embedder(nodes)
+        except Exception as exc:
+            for item in batch:
+                report.record_problem(item.record.path, "failed", f"could not embed ({exc})")
+            return
+        intent = manifest.intend("add", ids)
+        try:
+            store.upsert_nodes(collection, embedded)
+        except Exception as exc:
+            for item in batch:
+                report.record_problem(item.record.path, "failed", f"could not store ({exc})")
+            recover(manifest, collection)
+            return
+        doomed: list[str] = []
+        with manifest.transaction() as db:
+            for item in batch:
+                record = item.record
+                old = manifest.get(record.path)
+                chunk_ids = [node.node_id for node in item.nodes]
+                manifest.put_content(db, record.content_key, record.sha256, chunk_ids, record.path)
+                manifest.put_file(db, record)
+                if old is not None and old.content_key and old.content_key != record.content_key:
+                    doomed += release_content(manifest, db, collection, old.content_key)
+            manifest.done(intent)
+            delete_intent = manifest.intend_in(db, "delete", doomed) if doomed else None
+        if delete_intent is not None:
+            store.delete_ids(collection, doomed)
+            manifest.done(delete_intent)
+        report.files += len(batch)
         report.chunks += len(nodes)
-        batch.clear()
 
 
-@dataclass
-class _Batch:
-    files: list[Path] = field(default_factory=list)
-    nodes: list = field(default_factory=list)
-    old_ids: list[str] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        return len(self.nodes)
-
-    def add(self, path: Path, nodes: list, old_ids: list[str]) -> None:
-        self.files.append(path)
-        self.nodes.extend(nodes)
-        self.old_ids.extend(old_ids)
-
-    def clear(self) -> None:
-        self.files.clear()
-        self.nodes.clear()
-        self.old_ids.clear()
+def split_copies(items: list[tuple[Path, FileRecord]]):
+    """Files of one run with identical content: parse the first, link the others to it."""
+    seen: set[str] = set()
+    first, copies = [], []
+    for path, record in items:
+        (copies if record.content_key in seen else first).append((path, record))
+        seen.add(record.content_key)
+    return first, copies
 
 
-def check_readable(path: Path, max_file_mb: float) -> None:
-    """Reject what cannot be a document before parsing it: links to nowhere, folders, huge files."""
+def check_readable(path: Path, max_file_mb: float) -> os.stat_result:
+    """Reject what cannot be a document before reading it: dangling links, folders, huge files."""
     if not path.exists():
         raise LoadError("broken symbolic link or link loop; fix or remove the link")
     if not path.is_file():
         raise SkipFile("not a regular file")
-    size_mb = path.stat().st_size / (1024 * 1024)
+    stat = path.stat()
+    size_mb = stat.st_size / (1024 * 1024)
     if size_mb > max_file_mb:
         raise LoadError(
             f"file is {size_mb:.0f} MB, over the {max_file_mb:g} MB limit; "
@@ -208,3 +384,91 @@ def check_readable(path: Path, max_file_mb: float) -> None:
         )
     if not os.access(path, os.R_OK):
         raise LoadError("permission denied; make the file readable (chmod +r)")
+    return stat
+
+
+def record_failure(manifest: Manifest, record: FileRecord, status: str, reason: str) -> None:
+    """Remember a bad file; if an older version of it is stored, that version stays."""
+    old = manifest.get(record.path)
+    if old is not None and old.status == "stored":
+        return
+    record.status, record.error, record.content_key = status, reason, None
+    with manifest.transaction() as db:
+        manifest.put_file(db, record)
+
+
+def link_content(manifest: Manifest, collection, record: FileRecord, old: FileRecord | None):
+    """A file whose content is already stored (moved, renamed or copied): no new embedding."""
+    found = manifest.content(record.content_key)
+    assert found is not None
+    chunk_ids, _ = found
+    store.set_file_path(collection, chunk_ids, record.path)
+    gone = [p for p in manifest.paths_of(record.content_key) if not os.path.lexists(p)]
+    doomed: list[str] = []
+    with manifest.transaction() as db:
+        manifest.put_file(db, record)
+        manifest.set_cited(db, record.content_key, record.path)
+        for path in gone:  # the old name of a moved file
+            manifest.drop_file(db, path)
+        if old is not None and old.content_key and old.content_key != record.content_key:
+            doomed = release_content(manifest, db, collection, old.content_key)
+        intent = manifest.intend_in(db, "delete", doomed) if doomed else None
+    if intent is not None:
+        store.delete_ids(collection, doomed)
+        manifest.done(intent)
+
+
+def release_content(manifest: Manifest, db, collection, content_key: str) -> list[str]:
+    """Called inside a transaction after a path stopped using a content: chunk ids to delete
+    when no path uses it any more, otherwise re-point citations at the newest remaining path."""
+    found = manifest.content(content_key)
+    if found is None:
+        return []
+    chunk_ids, cited = found
+    if manifest.referenced(db, content_key):
+        newest = manifest.paths_of(content_key)[0]
+        if newest != cited:
+            manifest.set_cited(db, content_key, newest)
+            store.set_file_path(collection, chunk_ids, newest)
+        return []
+    manifest.drop_content(db, content_key)
+    return chunk_ids
+
+
+def remove_records(manifest: Manifest, collection, paths: list[str]) -> int:
+    """Forget these paths; chunks go when no other path holds the same content."""
+    if not paths:
+        return 0
+    doomed: list[str] = []
+    with manifest.transaction() as db:
+        keys = set()
+        for path in paths:
+            record = manifest.get(path)
+            manifest.drop_file(db, path)
+            if record is not None and record.content_key:
+                keys.add(record.content_key)
+        for key in keys:
+            doomed += release_content(manifest, db, collection, key)
+        intent = manifest.intend_in(db, "delete", doomed) if doomed else None
+    if intent is not None:
+        store.delete_ids(collection, doomed)
+        manifest.done(intent)
+    return len(paths)
+
+
+def recover(manifest: Manifest, collection) -> int:
+    """Finish or undo store writes that a killed run left half done; returns chunks deleted."""
+    pending = manifest.pending()
+    if not pending:
+        return 0
+    live = manifest.all_chunk_ids()
+    deleted = 0
+    for journal_id, _op, chunk_ids in pending:
+        orphans = [i for i in chunk_ids if i not in live]
+        deleted += store.delete_ids(collection, orphans)
+        manifest.done(journal_id)
+    return deleted
+
+
+def under_any(path: str, roots: list[str]) -> bool:
+    return any(is_under(path, root) for root in roots)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,9 +54,23 @@ def load_embedder(settings: Settings):
         ) from None
 
 
-def embedder_tokenizer(embedder) -> Any:
-    """The word-piece tokenizer of the embedding model (chunks are sized in its tokens)."""
-    return getattr(getattr(embedder, "_model", None), "tokenizer", None)
+def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:
+    """The embedding model's own tokenizer, for sizing chunks; light (no torch) when possible."""
+    folder = Path(settings.embed_model).expanduser()
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+    try:
+        from transformers import AutoTokenizer
+
+        auto = AutoTokenizer.from_pretrained(settings.embed_model, local_files_only=True)
+        return auto.tokenize
+    except Exception:  # no tokenizer available: fall back to llama-index's default counter
+        return None
 
 
 def embedder_max_tokens(embedder) -> int:

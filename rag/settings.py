@@ -34,6 +34,12 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_ingest_workers() -> int:
+    """Parse in parallel only when cores are left over after the embedding model's threads."""
+    cores = usable_cores()
+    return 0 if cores <= 2 else min(4, cores - 2)
+
+
 def default_home() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
@@ -62,6 +68,15 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(384, ge=16, le=32768)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_file_mb: float = Field(200.0, gt=0)
+    max_unzipped_mb: float = Field(
+        500.0, gt=0, description="Largest decompressed size of a DOCX/XLSX/PPTX/EPUB file."
+    )
+    ingest_workers: int = Field(
+        default_factory=lambda: default_ingest_workers(),
+        ge=0,
+        le=64,
+        description="Processes that parse files while embedding runs (0: parse in-process).",
+    )
 
     chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
     chroma_port: int = Field(8000, ge=1, le=65535)

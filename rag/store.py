@@ -127,3 +127,57 @@ def distinct_values(collection, key: str) -> set[str]:
         if len(metas) < 5000:
             return values
         offset += 5000
+
+
+def upsert_nodes(collection, nodes) -> list[str]:
+    """Write embedded llama-index nodes in batches; upsert makes a repeated write harmless."""
+    from llama_index.core.schema import MetadataMode
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    ids: list[str] = []
+    for start in range(0, len(nodes), WRITE_BATCH):
+        batch = nodes[start : start + WRITE_BATCH]
+        metadatas = []
+        for node in batch:
+            meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=True)
+            metadatas.append({k: ("" if v is None else v) for k, v in meta.items()})
+        collection.upsert(
+            ids=[n.node_id for n in batch],
+            embeddings=[n.get_embedding() for n in batch],
+            metadatas=metadatas,
+            documents=[n.get_content(metadata_mode=MetadataMode.NONE) for n in batch],
+        )
+        ids.extend(n.node_id for n in batch)
+    return ids
+
+
+def set_file_path(collection, ids: list[str], path: str) -> None:
+    """Point stored chunks at another path (a moved file), without embedding them again."""
+    import json
+    from pathlib import Path
+
+    for start in range(0, len(ids), WRITE_BATCH):
+        batch = ids[start : start + WRITE_BATCH]
+        found = collection.get(ids=batch, include=["metadatas"])
+        metadatas = []
+        for meta in found["metadatas"]:
+            meta = dict(meta)
+            meta["file"], meta["file_name"] = path, Path(path).name
+            if "_node_content" in meta:  # llama-index rebuilds the node from this copy
+                node = json.loads(meta["_node_content"])
+                node.setdefault("metadata", {}).update(file=path, file_name=Path(path).name)
+                meta["_node_content"] = json.dumps(node)
+            metadatas.append(meta)
+        if found["ids"]:
+            collection.update(ids=list(found["ids"]), metadatas=metadatas)
+
+
+def all_ids(collection) -> set[str]:
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        page = collection.get(include=[], limit=5000, offset=offset)
+        ids.update(page["ids"])
+        if len(page["ids"]) < 5000:
+            return ids
+        offset += 5000

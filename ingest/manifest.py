@@ -1,0 +1,247 @@
+"""What is stored, per collection, in SQLite: the source of truth for `ingest list` and syncing.
+
+Tables:
+- files:    one row per path seen (stored, skipped or failed), with size, mtime, sha256, status.
+- contents: one row per stored content (file bytes + chunking signature): its chunk ids and the
+            path that answers cite (the newest path holding that content).
+- journal:  write-ahead intents for the store. An `add` intent is written before chunks go to
+            Chroma and a `delete` intent before chunks are removed; a crash leaves the intent
+            behind and `recover()` finishes or undoes it, so store and manifest always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT,
+    content_key TEXT,
+    signature TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('stored', 'skipped', 'failed')),
+    parser TEXT,
+    error TEXT,
+    warnings TEXT,
+    ingested_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_content ON files (content_key);
+CREATE TABLE IF NOT EXISTS contents (
+    content_key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    chunk_ids TEXT NOT NULL,
+    cited_path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'delete')),
+    chunk_ids TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class FileRecord:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    content_key: str | None
+    signature: str
+    status: str
+    parser: str | None
+    error: str | None
+    warnings: list[str]
+    ingested_at: float
+    chunks: int = 0
+
+    def public(self) -> dict:
+        return {
+            "file": self.path,
+            "chunks": self.chunks,
+            "status": self.status,
+            "sha256": self.sha256,
+            "size": self.size,
+            "parser": self.parser,
+            "error": self.error,
+            "warnings": self.warnings,
+            "ingested_at": self.ingested_at,
+        }
+
+
+class Manifest:
+    """One collection's manifest; every change is one SQLite transaction."""
+
+    def __init__(self, home: Path, collection: str) -> None:
+        folder = home / "manifests"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{collection}.sqlite3"
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, path: str) -> FileRecord | None:
+        row = self.db.execute(f"{SELECT_FILES} WHERE f.path = ?", (path,)).fetchone()
+        return to_record(row) if row else None
+
+    def records(self, under: Iterable[str] | None = None) -> list[FileRecord]:
+        rows = self.db.execute(f"{SELECT_FILES} ORDER BY f.path").fetchall()
+        records = [to_record(row) for row in rows]
+        if under is None:
+            return records
+        roots = list(under)
+        return [r for r in records if any(is_under(r.path, root) for root in roots)]
+
+    def content(self, content_key: str) -> tuple[list[str], str] | None:
+        row = self.db.execute(
+            "SELECT chunk_ids, cited_path FROM contents WHERE content_key = ?", (content_key,)
+        ).fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
+
+    def paths_of(self, content_key: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT path FROM files WHERE content_key = ? AND status = 'stored' "
+            "ORDER BY ingested_at DESC, path",
+            (content_key,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def all_chunk_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for (chunk_ids,) in self.db.execute("SELECT chunk_ids FROM contents"):
+            ids.update(json.loads(chunk_ids))
+        return ids
+
+    def pending(self) -> list[tuple[int, str, list[str]]]:
+        rows = self.db.execute("SELECT id, op, chunk_ids FROM journal ORDER BY id").fetchall()
+        return [(row[0], row[1], json.loads(row[2])) for row in rows]
+
+    # --- writing -------------------------------------------------------------------------
+
+    def intend(self, op: str, chunk_ids: list[str]) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO journal (op, chunk_ids) VALUES (?, ?)", (op, json.dumps(chunk_ids))
+            )
+            return int(cursor.lastrowid)
+
+    def intend_in(self, db: sqlite3.Connection, op: str, chunk_ids: list[str]) -> int:
+        """Like intend(), inside a transaction the caller holds."""
+        cursor = db.execute(
+            "INSERT INTO journal (op, chunk_ids) VALUES (?, ?)", (op, json.dumps(chunk_ids))
+        )
+        return int(cursor.lastrowid)
+
+    def done(self, journal_id: int) -> None:
+        self.db.execute("DELETE FROM journal WHERE id = ?", (journal_id,))
+
+    def put_file(self, db: sqlite3.Connection, record: FileRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, sha256, content_key, signature, "
+            "status, parser, error, warnings, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.path,
+                record.size,
+                record.mtime_ns,
+                record.sha256,
+                record.content_key,
+                record.signature,
+                record.status,
+                record.parser,
+                record.error,
+                json.dumps(record.warnings),
+                record.ingested_at,
+            ),
+        )
+
+    def put_content(
+        self, db: sqlite3.Connection, content_key: str, sha256: str, ids: list[str], cited: str
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO contents (content_key, sha256, chunk_ids, cited_path) "
+            "VALUES (?,?,?,?)",
+            (content_key, sha256, json.dumps(ids), cited),
+        )
+
+    def set_cited(self, db: sqlite3.Connection, content_key: str, cited: str) -> None:
+        db.execute("UPDATE contents SET cited_path = ? WHERE content_key = ?", (cited, content_key))
+
+    def drop_file(self, db: sqlite3.Connection, path: str) -> None:
+        db.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def drop_content(self, db: sqlite3.Connection, content_key: str) -> None:
+        db.execute("DELETE FROM contents WHERE content_key = ?", (content_key,))
+
+    def referenced(self, db: sqlite3.Connection, content_key: str) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM files WHERE content_key = ? AND status = 'stored' LIMIT 1",
+            (content_key,),
+        ).fetchone()
+        return row is not None
+
+    def touch(self, path: str, size: int, mtime_ns: int) -> None:
+        self.db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path)
+        )
+
+
+SELECT_FILES = (
+    "SELECT f.path, f.size, f.mtime_ns, f.sha256, f.content_key, f.signature, f.status, "
+    "f.parser, f.error, f.warnings, f.ingested_at, c.chunk_ids "
+    "FROM files f LEFT JOIN contents c ON c.content_key = f.content_key"
+)
+
+
+def to_record(row: tuple) -> FileRecord:
+    chunk_ids = json.loads(row[11]) if row[11] and row[6] == "stored" else []
+    return FileRecord(
+        path=row[0],
+        size=row[1],
+        mtime_ns=row[2],
+        sha256=row[3],
+        content_key=row[4],
+        signature=row[5],
+        status=row[6],
+        parser=row[7],
+        error=row[8],
+        warnings=json.loads(row[9] or "[]"),
+        ingested_at=row[10],
+        chunks=len(chunk_ids),
+    )
+
+
+def is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def now() -> float:
+    return time.time()
+
+
+def list_collections(home: Path) -> list[str]:
+    folder = home / "manifests"
+    return sorted(p.stem for p in folder.glob("*.sqlite3")) if folder.is_dir() else []
