@@ -1,18 +1,37 @@
-"""The `ingest` command: a thin layer over ingest.pipeline."""
+"""The `ingest` command: a thin layer over ingest.pipeline.
+
+ingest PATH... [--sync] [--ocr]      add or update files and folders
+ingest remove PATH...                forget files or folders
+ingest list [--json]                 what is stored, per file
+ingest collections [--json]          collections and their sizes
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ingest.loaders import supported_suffixes
+from ingest.manifest import list_collections
 from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
+from rag import store
 from rag.cli_support import fail, quiet_libraries, unexpected
 from rag.models import ModelError
-from rag.settings import SettingsError, load_settings
-from rag.store import StoreError, count_chunks, get_collection
+from rag.settings import Settings, SettingsError, load_settings
+from rag.store import StoreError
+
+SUBCOMMANDS = ("remove", "list", "collections")
+EXIT_HELP = "Exit status: 0 all good, 1 some files failed (the rest are stored), 2 usage error."
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collection", "-c", help="collection (default: RAG_COLLECTION or 'default')"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,20 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ingest",
         description=(
             "Add documents to the local store so `rag ask` and the UI can answer from them. "
-            "Folders are read recursively; files already stored unchanged are skipped, "
-            "changed files have their old chunks replaced."
+            "Folders are read recursively. Unchanged files are skipped without being read, changed "
+            "files have their old chunks replaced, and moved or renamed files are updated without "
+            "embedding them again."
         ),
         epilog=(
-            f"Formats: {' '.join(supported_suffixes())}. Exit status: 0 all stored, "
-            "1 some files failed (the rest are stored), 2 usage error. "
+            "Other commands: `ingest remove PATH...` forgets files or folders, "
+            "`ingest list [--json]` shows what is stored, `ingest collections` lists collections. "
+            f"Formats: {' '.join(supported_suffixes())}. {EXIT_HELP} "
             "Settings come from RAG_* environment variables (see README)."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to ingest")
+    add_common(parser)
     parser.add_argument(
-        "--collection", "-c", help="collection to store into (default: RAG_COLLECTION or 'default')"
+        "--sync",
+        action="store_true",
+        help="also remove from the index every file under the given folders that no longer exists",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument(
+        "--ocr",
+        action="store_true",
+        help="read PDF pages that have no text layer with Tesseract OCR (needs tesseract-ocr)",
+    )
     parser.add_argument(
         "--if-empty",
         action="store_true",
@@ -42,26 +70,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_sub_parser(command: str) -> argparse.ArgumentParser:
+    if command == "remove":
+        parser = argparse.ArgumentParser(
+            prog="ingest remove",
+            description="Forget files, or every file under folders, whether or not they still exist. "
+            "Their chunks are deleted unless another path holds the same content.",
+        )
+        parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to forget")
+    elif command == "list":
+        parser = argparse.ArgumentParser(
+            prog="ingest list",
+            description="Show every file the collection knows: status (stored, skipped, failed), "
+            "chunks, SHA-256 and the reason for failures.",
+        )
+    else:
+        parser = argparse.ArgumentParser(
+            prog="ingest collections", description="List collections with file and chunk counts."
+        )
+    add_common(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else "add"
+    if command == "add":
+        args = build_parser().parse_args(argv)
+    else:
+        args = build_sub_parser(command).parse_args(argv[1:])
     quiet_libraries()
     try:
         settings = load_settings(collection=args.collection)
-        if args.if_empty and count_chunks(get_collection(settings)) > 0:
-            if not args.json:
-                print(f"collection '{settings.collection}' already holds documents; nothing to do")
-            else:
-                print(json.dumps(IngestReport(collection=settings.collection).to_json()))
-            return 0
-        files = discover(args.paths)
-        ingestor = Ingestor(settings)
-        progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
-        try:
-            report = ingestor.ingest(
-                args.paths, settings.collection, progress=progress, files=files
-            )
-        finally:
-            close()
+        return COMMANDS[command](args, settings)
     except MissingPathError as exc:
         return fail(f"ingest: {exc}; check the path", code=2)
     except (SettingsError, StoreError, ModelError, ValueError) as exc:
@@ -70,6 +111,22 @@ def main(argv: list[str] | None = None) -> int:
         return fail("ingest: interrupted; files stored so far are kept", code=130)
     except Exception as exc:
         return unexpected("ingest", exc)
+
+
+def run_add(args: argparse.Namespace, settings: Settings) -> int:
+    if args.if_empty and store.count_chunks(store.get_collection(settings)) > 0:
+        if args.json:
+            print(json.dumps(IngestReport(collection=settings.collection).to_json()))
+        else:
+            print(f"collection '{settings.collection}' already holds documents; nothing to do")
+        return 0
+    files = discover(args.paths)
+    ingestor = Ingestor(settings, ocr=args.ocr)
+    progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
+    try:
+        report = ingestor.ingest(args.paths, progress=progress, files=files, sync=args.sync)
+    finally:
+        close()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
@@ -77,16 +134,70 @@ def main(argv: list[str] | None = None) -> int:
     return report.exit_code
 
 
+def run_remove(args: argparse.Namespace, settings: Settings) -> int:
+    removed, paths = Ingestor(settings).remove(args.paths)
+    if args.json:
+        print(json.dumps({"removed": removed, "files": paths, "collection": settings.collection}))
+    else:
+        print(f"collection '{settings.collection}': removed {removed} file(s)")
+        for path in paths:
+            print(f"  removed {path}")
+    if not removed and not args.json:
+        print("  (nothing stored matched; `ingest list` shows what is stored)", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    records = Ingestor(settings).records()
+    if args.json:
+        print(json.dumps([r.public() for r in records], ensure_ascii=False))
+        return 0
+    if not records:
+        print(f"collection '{settings.collection}' holds no files; add some with `ingest PATH`")
+    for record in records:
+        detail = f"{record.chunks:>6} chunks" if record.status == "stored" else record.error or ""
+        print(f"{record.status:8} {detail:>13}  {record.path}")
+    return 0
+
+
+def run_collections(args: argparse.Namespace, settings: Settings) -> int:
+    names = sorted(set(list_collections(settings.home)) | set(store.collection_names(settings)))
+    rows = []
+    for name in names:
+        records = Ingestor(settings).records(name)
+        stored = [r for r in records if r.status == "stored"]
+        chunks = store.count_chunks(store.get_collection(settings, name, create=False))
+        rows.append({"collection": name, "files": len(stored), "chunks": chunks})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no collections yet; add documents with `ingest PATH`")
+    for row in rows:
+        print(f"{row['collection']}: {row['files']} files, {row['chunks']} chunks")
+    return 0
+
+
+COMMANDS = {"add": run_add, "remove": run_remove, "list": run_list, "collections": run_collections}
+
+
 def progress_bar(total: int, enabled: bool):
-    """A tqdm bar on a terminal (files, rate, ETA); a no-op elsewhere."""
+    """A tqdm bar on a terminal (files, chunks/s, ETA); a no-op elsewhere."""
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    started = time.monotonic()
+    chunks = 0
 
-    def update(path: Path, outcome: str) -> None:
-        bar.set_postfix_str(f"{outcome}: {path.name}"[:40], refresh=False)
+    def update(path: Path, outcome: str, new_chunks: int) -> None:
+        nonlocal chunks
+        chunks += new_chunks
+        rate = chunks / max(time.monotonic() - started, 1e-6)
+        bar.set_postfix_str(
+            f"{chunks} chunks, {rate:.1f} chunks/s, {outcome}: {path.name}"[:70], refresh=False
+        )
         bar.update(1)
 
     return update, bar.close
@@ -95,8 +206,8 @@ def progress_bar(total: int, enabled: bool):
 def print_report(report: IngestReport) -> None:
     print(
         f"collection '{report.collection}': {report.files} file(s) stored, {report.chunks} chunks, "
-        f"{report.unchanged} unchanged, {len(report.skipped)} skipped, "
-        f"{len(report.failed)} failed in {report.seconds:.1f}s"
+        f"{report.unchanged} unchanged, {report.moved} moved, {report.removed} removed, "
+        f"{len(report.skipped)} skipped, {len(report.failed)} failed in {report.seconds:.1f}s"
     )
     for item in report.skipped:
         print(f"  skipped {item['file']}: {item['reason']}")

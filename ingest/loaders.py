@@ -320,8 +320,7 @@ def load_file(path: Path, ocr: bool = False) -> LoadedFile:
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise SkipFile(
-            f"unsupported file type '{path.suffix or path.name}'; "
-            "`ingest --help` lists the formats"
+            f"unsupported file type '{path.suffix or path.name}'; `ingest --help` lists the formats"
         )
     try:
         size = path.stat().st_size

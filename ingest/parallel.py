@@ -56,8 +56,10 @@ class ParsePool:
     def map(self, items: list) -> Iterator[tuple]:
         if self.workers <= 0 or len(items) < 2:
             for path, record in items:
-                yield path, record, parse_file(
-                    path, self.chunker, record.content_key, record.sha256, self.ocr
+                yield (
+                    path,
+                    record,
+                    parse_file(path, self.chunker, record.content_key, record.sha256, self.ocr),
                 )
             return
         self._executor = ProcessPoolExecutor(
@@ -71,7 +73,13 @@ class ParsePool:
         ahead = self.workers * 4  # bounded read-ahead keeps memory flat on big folders
         for path, record in queue:
             window.append(
-                (path, record, self._executor.submit(_parse_in_worker, path, record.content_key, record.sha256))
+                (
+                    path,
+                    record,
+                    self._executor.submit(
+                        _parse_in_worker, path, record.content_key, record.sha256
+                    ),
+                )
             )
             if len(window) >= ahead:
                 done_path, done_record, future = window.popleft()

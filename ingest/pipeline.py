@@ -21,8 +21,6 @@ from rag import store
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 
-# Embed and write after this many chunks have been collected (bounds memory, keeps batches full).
-FLUSH_CHUNKS = 512
 # Bump when loaders or chunking change in a way that should re-embed stored files.
 PARSER_VERSION = "1"
 
@@ -71,8 +69,8 @@ class IngestReport:
             self.failed.append({"file": path, "error": reason})
 
 
-# Progress callback: (file, outcome), outcome one of stored/unchanged/moved/skipped/failed.
-Progress = Callable[[Path, str], None]
+# Progress callback: (file, outcome, chunks); outcome: stored/unchanged/moved/skipped/failed.
+Progress = Callable[[Path, str, int], None]
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -154,7 +152,9 @@ class Ingestor:
     def chunker(self) -> Chunker:
         if self._chunker is None:
             tokenizer = load_chunk_tokenizer(self.settings)
-            self._chunker = Chunker(self.settings.chunk_size, self.settings.chunk_overlap, tokenizer)
+            self._chunker = Chunker(
+                self.settings.chunk_size, self.settings.chunk_overlap, tokenizer
+            )
         return self._chunker
 
     def content_key(self, sha256: str) -> str:
@@ -184,7 +184,7 @@ class Ingestor:
             for path in files:
                 outcome = self._plan(path, manifest, collection, report, to_parse)
                 if outcome and progress is not None:
-                    progress(path, outcome)
+                    progress(path, outcome, 0)
             first, copies = split_copies(to_parse)
             self._parse_and_store(first, manifest, collection, report, progress)
             for path, record in copies:  # same bytes as a file stored just above
@@ -203,7 +203,7 @@ class Ingestor:
                     report.record_problem(record.path, status, reason)
                     outcome = status
                 if progress is not None:
-                    progress(path, outcome)
+                    progress(path, outcome, 0)
             if sync:
                 seen = {str(p) for p in files}
                 roots = [r for r in root_paths(paths) if Path(r).is_dir()]
@@ -251,10 +251,10 @@ class Ingestor:
             status = "skipped" if isinstance(problem, SkipFile) else "failed"
             report.record_problem(key, status, problem.reason)
             return status
-        if (
-            old is not None
-            and (old.size, old.mtime_ns, old.signature)
-            == (stat.st_size, stat.st_mtime_ns, self.signature)
+        if old is not None and (old.size, old.mtime_ns, old.signature) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+            self.signature,
         ):
             return self._unchanged(old, report)
         try:
@@ -311,11 +311,11 @@ class Ingestor:
                     pending.append(Parsed(path, record, nodes))
                     size += len(nodes)
                     outcome = "stored"
-                if size >= FLUSH_CHUNKS:
+                if size >= self.settings.ingest_batch_chunks:
                     self._flush(pending, manifest, collection, report)
                     pending, size = [], 0
                 if progress is not None:
-                    progress(path, outcome)
+                    progress(path, outcome, len(result[0]) if outcome == "stored" else 0)
             self._flush(pending, manifest, collection, report)
         finally:
             pool.close()

@@ -31,7 +31,7 @@ def test_bad_files_are_reported_and_good_ones_stored(ingestor, settings, tmp_pat
     folder = tmp_path / "mixed"
     shutil.copytree(DATA, folder)
     seen = []
-    report = ingestor.ingest([folder], progress=lambda path, outcome: seen.append(outcome))
+    report = ingestor.ingest([folder], progress=lambda path, outcome, chunks: seen.append(outcome))
     assert report.files == len(GOOD)
     assert stored_files(settings) == {str(folder / name) for name in GOOD}
     skipped = {item["file"].rsplit("/", 1)[1] for item in report.skipped}

@@ -133,7 +133,7 @@ def add_uploads(engine: Engine, uploads, collection: str) -> None:
     bar = st.progress(0.0, text="Reading and embedding…")
     done = 0
 
-    def progress(path: Path, outcome: str) -> None:
+    def progress(path: Path, outcome: str, chunks: int) -> None:
         nonlocal done
         done += 1
         bar.progress(done / len(paths), text=f"{outcome}: {path.name}")
