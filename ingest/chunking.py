@@ -10,7 +10,7 @@ from llama_index.core import Document
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.schema import BaseNode
 
-from ingest.loaders import LoadedFile
+from ingest.document import LoadedFile
 
 # Stored with each chunk but kept out of the embedded and prompted text.
 HEADING_SEP = "\x1f"
@@ -44,6 +44,8 @@ class Chunker:
             }
             if section.page is not None:
                 metadata["page"] = section.page
+            if section.heading:
+                metadata["heading"] = section.heading
             document = Document(
                 text=section.text,
                 metadata=metadata,

@@ -15,13 +15,22 @@ from rag.models import load_chunk_tokenizer
 from rag.settings import Settings
 
 _worker_chunker: Chunker | None = None
-_worker_ocr = False
+_worker_options: dict = {}
 
 
-def parse_file(path: Path, chunker: Chunker, content_key: str, sha256: str, ocr: bool):
+def load_options(settings: Settings, ocr: bool) -> dict:
+    """Keyword arguments for load_file taken from the settings."""
+    return {
+        "ocr": ocr,
+        "ocr_languages": settings.ocr_languages,
+        "max_unzipped_mb": settings.max_unzipped_mb,
+    }
+
+
+def parse_file(path: Path, chunker: Chunker, content_key: str, sha256: str, options: dict):
     """Load and split one file: (nodes, parser, warnings), or the FileProblem that stopped it."""
     try:
-        loaded = load_file(path, ocr=ocr)
+        loaded = load_file(path, **options)
         nodes = chunker.chunk(path, loaded, sha256, key=content_key)
         if not nodes:
             raise SkipFile("no text to store after splitting")
@@ -31,16 +40,16 @@ def parse_file(path: Path, chunker: Chunker, content_key: str, sha256: str, ocr:
 
 
 def _init_worker(settings_json: str, ocr: bool) -> None:
-    global _worker_chunker, _worker_ocr
+    global _worker_chunker, _worker_options
     settings = Settings.model_validate_json(settings_json)
     tokenizer = load_chunk_tokenizer(settings)
     _worker_chunker = Chunker(settings.chunk_size, settings.chunk_overlap, tokenizer)
-    _worker_ocr = ocr
+    _worker_options = load_options(settings, ocr)
 
 
 def _parse_in_worker(path: Path, content_key: str, sha256: str):
     assert _worker_chunker is not None
-    return parse_file(path, _worker_chunker, content_key, sha256, _worker_ocr)
+    return parse_file(path, _worker_chunker, content_key, sha256, _worker_options)
 
 
 class ParsePool:
@@ -50,6 +59,7 @@ class ParsePool:
         self.settings = settings
         self.chunker = chunker
         self.ocr = ocr
+        self.options = load_options(settings, ocr)
         self.workers = settings.ingest_workers
         self._executor: ProcessPoolExecutor | None = None
 
@@ -59,7 +69,7 @@ class ParsePool:
                 yield (
                     path,
                     record,
-                    parse_file(path, self.chunker, record.content_key, record.sha256, self.ocr),
+                    parse_file(path, self.chunker, record.content_key, record.sha256, self.options),
                 )
             return
         self._executor = ProcessPoolExecutor(

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     max_unzipped_mb: float = Field(
         500.0, gt=0, description="Largest decompressed size of a DOCX/XLSX/PPTX/EPUB file."
     )
+    ocr_languages: str = Field("eng", description="Tesseract languages for --ocr, e.g. 'eng+ind'.")
     ingest_workers: int = Field(
         default_factory=lambda: default_ingest_workers(),
         ge=0,

@@ -2,7 +2,7 @@
 
 Requirements (install into any scratch virtual environment):
 
-    pip install fpdf2 python-docx pypdf
+    pip install fpdf2 python-docx pypdf python-pptx openpyxl pillow
 
 Usage:
 
@@ -187,6 +187,97 @@ def make_encrypted_pdf(out: Path) -> None:
         writer.write(fh)
 
 
+def make_pptx(out: Path) -> None:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    for number, marker in enumerate(["first slide marker", "second slide marker"], start=1):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = f"Slide Title {number}"
+        slide.placeholders[1].text = f"The {marker} sits in the body text."
+    table_slide = deck.slides.add_slide(deck.slide_layouts[5])
+    table_slide.shapes.title.text = "Numbers"
+    table = table_slide.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(4), Inches(1)).table
+    for (r, c), value in {
+        (0, 0): "metric",
+        (0, 1): "value",
+        (1, 0): "pptx table marker",
+        (1, 1): "42",
+    }.items():
+        table.cell(r, c).text = value
+    table_slide.notes_slide.notes_text_frame.text = "speaker notes marker"
+    deck.core_properties.title = "Deck Title"
+    deck.save(out / "slides.pptx")
+
+
+def make_xlsx(out: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Inventory"
+    sheet.append(["Item", "Quantity", "Location"])
+    sheet.append(["xlsx row marker", 12, "Shelf B"])
+    sheet.append(["spare wheel", 4, None])
+    second = book.create_sheet("Prices")
+    second.append(["Item", "Price"])
+    second.append(["second sheet marker", 9.5])
+    book.save(out / "table.xlsx")
+
+
+def make_epub(out: Path) -> None:
+    import zipfile
+
+    chapter = (
+        '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
+        "<head><title>{0}</title></head><body><h1>{0}</h1><p>{1}</p></body></html>"
+    )
+    files = {
+        "mimetype": "application/epub+zip",
+        "META-INF/container.xml": (
+            '<?xml version="1.0"?><container version="1.0" '
+            'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+            '<rootfile full-path="OEBPS/book.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>"
+        ),
+        "OEBPS/book.opf": (
+            '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
+            '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Epub Test Book</dc:title>'
+            '</metadata><manifest><item id="c1" href="text/one.xhtml" media-type="application/xhtml+xml"/>'
+            '<item id="c2" href="text/two.xhtml" media-type="application/xhtml+xml"/></manifest>'
+            '<spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>'
+        ),
+        "OEBPS/text/one.xhtml": chapter.format("Chapter One", "The epub first chapter marker."),
+        "OEBPS/text/two.xhtml": chapter.format("Chapter Two", "The epub second chapter marker."),
+    }
+    with zipfile.ZipFile(out / "book.epub", "w") as book:
+        for name, text in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            book.writestr(
+                info,
+                text,
+                compress_type=zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED,
+            )
+
+
+def make_scanned_pdf(out: Path) -> None:
+    """A PDF page that is only a picture of text (no text layer), as a scanner makes it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (1700, 2200), color=255)
+    draw = ImageDraw.Draw(image)
+    font_path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    font = (
+        ImageFont.truetype(str(font_path), 56) if font_path.exists() else ImageFont.load_default(56)
+    )
+    for line, text in enumerate(
+        ["Scanned invoice number 4711", "Total due: 980 euros", "Paid by bank transfer"]
+    ):
+        draw.text((150, 200 + line * 120), text, fill=0, font=font)
+    image.save(out / "scanned.pdf", "PDF", resolution=200.0)
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "data"
     out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +286,10 @@ def main() -> None:
     make_text_files(out)
     make_binary_files(out)
     make_encrypted_pdf(out)
+    make_pptx(out)
+    make_xlsx(out)
+    make_epub(out)
+    make_scanned_pdf(out)
     for path in sorted(out.iterdir()):
         if path.is_file() and path.name != Path(__file__).name:
             print(f"{path.stat().st_size:>7}  {path.name}")

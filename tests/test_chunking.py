@@ -1,5 +1,6 @@
 from ingest.chunking import Chunker, section_heading
-from ingest.loaders import LoadedFile, Section, load_file
+from ingest.document import LoadedFile, Section
+from ingest.loaders import load_file
 from tests.conftest import DATA
 
 

@@ -44,7 +44,7 @@ def test_ingest_json_report_and_exit_code(fake_models, capsys):
     data = json.loads(capsys.readouterr().out)
     assert code == 1
     assert set(data) >= {"files", "chunks", "skipped", "failed", "seconds"}
-    assert data["files"] == 5 and data["chunks"] >= 5
+    assert data["files"] == 8 and data["chunks"] >= 8
     assert {f["file"].rsplit("/", 1)[1] for f in data["failed"]} == {
         "binary.txt",
         "corrupt.pdf",

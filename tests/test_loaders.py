@@ -1,7 +1,12 @@
+import os
+import shutil
+import zipfile
+
 import pytest
 
+from ingest.document import compact_ranges
 from ingest.errors import LoadError, SkipFile
-from ingest.loaders import compact_ranges, load_file
+from ingest.loaders import load_file
 from tests.conftest import DATA
 
 
@@ -113,3 +118,55 @@ def test_source_code_and_config_are_read_as_text(tmp_path):
     (tmp_path / "conf.yaml").write_text("retries: 3\n")
     assert "return 42" in load_file(tmp_path / "tool.py").sections[0].text
     assert load_file(tmp_path / "conf.yaml").parser == "text"
+
+
+def test_pptx_one_section_per_slide_with_title_table_and_notes():
+    loaded = load_file(DATA / "slides.pptx")
+    assert loaded.title == "Deck Title"
+    assert [s.page for s in loaded.sections] == [1, 2, 3]
+    assert loaded.sections[0].heading == "Slide Title 1"
+    assert "first slide marker" in loaded.sections[0].text
+    assert "second slide marker" in loaded.sections[1].text
+    assert "pptx table marker | 42" in loaded.sections[2].text
+    assert "speaker notes marker" in loaded.sections[2].text
+
+
+def test_xlsx_rows_keep_headers_per_sheet():
+    loaded = load_file(DATA / "table.xlsx")
+    assert [s.heading for s in loaded.sections] == ["Inventory", "Prices"]
+    assert "Item: xlsx row marker; Quantity: 12; Location: Shelf B" in loaded.sections[0].text
+    assert "Item: spare wheel; Quantity: 4" in loaded.sections[0].text
+    assert "Item: second sheet marker; Price: 9.5" in loaded.sections[1].text
+
+
+def test_epub_chapters_in_spine_order():
+    loaded = load_file(DATA / "book.epub")
+    assert loaded.title == "Epub Test Book"
+    assert [s.heading for s in loaded.sections] == ["Chapter One", "Chapter Two"]
+    assert "first chapter marker" in loaded.sections[0].text
+
+
+def test_scanned_pdf_is_reported_and_read_with_ocr():
+    with pytest.raises(SkipFile, match="no text layer.*--ocr"):
+        load_file(DATA / "scanned.pdf")
+    if not shutil.which("tesseract") and not os.environ.get("CI"):
+        pytest.skip("tesseract-ocr is not installed (apt-get install tesseract-ocr)")
+    loaded = load_file(DATA / "scanned.pdf", ocr=True)
+    text = loaded.sections[0].text
+    assert loaded.sections[0].page == 1
+    assert "4711" in text and "980" in text
+    assert any("OCR" in w for w in loaded.warnings)
+
+
+def test_zip_bomb_and_truncated_packages_are_refused(tmp_path):
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"\0" * (3 * 1024 * 1024))
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(LoadError, match="decompresses to 3 MB, over the 1 MB limit"):
+        load_file(bomb, max_unzipped_mb=1)
+    for name in ("slides.pptx", "table.xlsx", "book.epub", "sample.docx"):
+        truncated = tmp_path / name
+        truncated.write_bytes((DATA / name).read_bytes()[:300])
+        with pytest.raises(LoadError, match="damaged"):
+            load_file(truncated)

@@ -6,10 +6,20 @@ from ingest.pipeline import Ingestor, MissingPathError, discover
 from rag import store
 from tests.conftest import DATA, SAMPLES
 
-GOOD = ["notes.md", "page.html", "plain.txt", "sample.docx", "three-pages.pdf"]
+GOOD = [
+    "book.epub",
+    "notes.md",
+    "page.html",
+    "plain.txt",
+    "sample.docx",
+    "slides.pptx",
+    "table.xlsx",
+    "three-pages.pdf",
+]
 BAD = {
     "empty.txt": "skipped",
     "image.png": "skipped",
+    "scanned.pdf": "skipped",
     "binary.txt": "failed",
     "corrupt.pdf": "failed",
     "encrypted.pdf": "failed",

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 def make_library(folder):
     folder.mkdir()
     for n in range(24):
-        lines = [f"Section {n}.{k}: the gauge number {n * 100 + k} belongs to unit {n}." for k in range(30)]
+        lines = [
+            f"Section {n}.{k}: the gauge number {n * 100 + k} belongs to unit {n}."
+            for k in range(30)
+        ]
         (folder / f"doc{n:02d}.md").write_text(f"# Document {n}\n\n" + "\n\n".join(lines))
 
 
@@ -34,7 +37,9 @@ def state(home):
         "'live':sorted(m.all_chunk_ids()),'ids':sorted(store.all_ids(c)),'pending':len(m.pending())}))"
     )
     env = dict(os.environ, RAG_HOME=str(home))
-    result = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -53,7 +58,9 @@ def stored_count(home) -> int:
 def test_sigkill_at_any_moment_then_rerun_equals_a_clean_run(tmp_path):
     library = tmp_path / "library"
     make_library(library)
-    base = dict(os.environ, RAG_CHUNK_SIZE="64", RAG_CHUNK_OVERLAP="8", RAG_INGEST_BATCH_CHUNKS="40")
+    base = dict(
+        os.environ, RAG_CHUNK_SIZE="64", RAG_CHUNK_OVERLAP="8", RAG_INGEST_BATCH_CHUNKS="40"
+    )
 
     clean_home = tmp_path / "clean"
     clean = run_cli("ingest", str(library), "--json", env=dict(base, RAG_HOME=str(clean_home)))

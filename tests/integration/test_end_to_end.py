@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -62,12 +63,12 @@ def test_broken_files_never_abort_a_batch_or_print_a_traceback(tmp_path):
     result = run_cli("ingest", str(folder), env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert "5 file(s) stored" in result.stdout
+    assert "8 file(s) stored" in result.stdout
     failed_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert len(failed_lines) == 5  # binary, corrupt, encrypted, latin1, truncated docx
     json_run = run_cli("ingest", str(folder), "--json", env=env)
     report = json.loads(json_run.stdout)
-    assert report["unchanged"] == 5 and report["chunks"] == 0
+    assert report["unchanged"] == 8 and report["chunks"] == 0
 
 
 def test_ingest_missing_path_exits_2(tmp_path):
@@ -75,3 +76,75 @@ def test_ingest_missing_path_exits_2(tmp_path):
     result = run_cli("ingest", str(tmp_path / "missing"), env=env)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "missing" in result.stderr
+
+
+def test_a_dozen_kinds_of_broken_files_beside_good_ones(tmp_path):
+    import zipfile
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    good = [
+        "notes.md",
+        "page.html",
+        "plain.txt",
+        "sample.docx",
+        "three-pages.pdf",
+        "slides.pptx",
+        "table.xlsx",
+        "book.epub",
+    ]
+    for name in good:
+        shutil.copy(DATA / name, folder / name)
+    broken = folder / "broken"
+    broken.mkdir()
+    shutil.copy(DATA / "corrupt.pdf", broken / "corrupt.pdf")
+    shutil.copy(DATA / "encrypted.pdf", broken / "encrypted.pdf")
+    shutil.copy(DATA / "binary.txt", broken / "binary.txt")
+    shutil.copy(DATA / "latin1.txt", broken / "latin1.txt")
+    (broken / "empty.md").write_bytes(b"")
+    for name in ("sample.docx", "slides.pptx", "table.xlsx", "book.epub"):
+        (broken / f"truncated-{name}").write_bytes((DATA / name).read_bytes()[:400])
+    with zipfile.ZipFile(broken / "bomb.docx", "w", compression=zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("word/document.xml", b"\0" * (60 * 1024 * 1024))
+    (broken / "huge.txt").write_bytes(b"x" * (3 * 1024 * 1024))
+    (broken / "loop-a.txt").symlink_to(broken / "loop-b.txt")
+    (broken / "loop-b.txt").symlink_to(broken / "loop-a.txt")
+    (broken / "dangling.md").symlink_to(broken / "nowhere.md")
+    shutil.copy(DATA / "scanned.pdf", broken / "scanned.pdf")
+
+    env = dict(
+        os.environ, RAG_HOME=str(tmp_path / "home"), RAG_MAX_FILE_MB="2", RAG_MAX_UNZIPPED_MB="50"
+    )
+    result = run_cli("ingest", str(folder), "--json", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["files"] == len(good)
+    problems = {
+        item["file"].rsplit("/", 1)[1]: item.get("error") or item.get("reason")
+        for item in report["failed"] + report["skipped"]
+    }
+    assert set(problems) == {p.name for p in broken.iterdir()}
+    expected = {
+        "corrupt.pdf": "corrupt",
+        "encrypted.pdf": "encrypted",
+        "binary.txt": "binary",
+        "latin1.txt": "UTF-8",
+        "empty.md": "empty",
+        "truncated-sample.docx": "damaged",
+        "truncated-slides.pptx": "damaged",
+        "truncated-table.xlsx": "damaged",
+        "truncated-book.epub": "damaged",
+        "bomb.docx": "zip bomb",
+        "huge.txt": "RAG_MAX_FILE_MB",
+        "loop-a.txt": "link",
+        "loop-b.txt": "link",
+        "dangling.md": "link",
+        "scanned.pdf": "no text layer",
+    }
+    for name, phrase in expected.items():
+        assert phrase in problems[name], (name, problems[name])
+    listed = json.loads(run_cli("ingest", "list", "--json", env=env).stdout)
+    stored = {Path(item["file"]).name: item for item in listed if item["status"] == "stored"}
+    assert set(stored) == set(good)
+    assert all(item["chunks"] > 0 and len(item["sha256"]) == 64 for item in stored.values())

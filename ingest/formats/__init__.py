@@ -1,0 +1,1 @@
+"""One module per family of formats; each loader turns a file into a LoadedFile."""

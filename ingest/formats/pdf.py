@@ -1,0 +1,76 @@
+"""PDF: text per page with its 1-based physical page number; optional OCR for scanned pages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ingest.document import LoadedFile, Section, clean_text, compact_ranges
+from ingest.errors import LoadError, SkipFile
+
+OCR_DPI = 300
+
+
+def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> LoadedFile:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise LoadError(
+                "encrypted PDF (password required); save an unencrypted copy "
+                "(e.g. `qpdf --decrypt in.pdf out.pdf`) and ingest that"
+            ) from None
+        raise LoadError(
+            f"corrupt or unreadable PDF ({exc}); re-export or repair the file"
+        ) from None
+    warnings: list[str] = []
+    try:
+        title = (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem
+        page_count = len(pdf)
+        sections: list[Section] = []
+        empty: list[int] = []
+        read_by_ocr: list[int] = []
+        can_ocr = ocr and tesseract_available(warnings)
+        for index in range(page_count):
+            page = pdf[index]
+            try:
+                textpage = page.get_textpage()
+                text = clean_text(textpage.get_text_range())
+                textpage.close()
+                if not text and can_ocr:
+                    text = clean_text(ocr_page(page, ocr_languages))
+                    if text:
+                        read_by_ocr.append(index + 1)
+            finally:
+                page.close()
+            if text:
+                sections.append(Section(text=text, page=index + 1))
+            else:
+                empty.append(index + 1)
+    finally:
+        pdf.close()
+    if read_by_ocr:
+        warnings.append(f"page(s) {compact_ranges(read_by_ocr)} read by OCR")
+    if not sections:
+        hint = "" if ocr else "; re-run with --ocr (needs tesseract-ocr) to read it"
+        raise SkipFile(f"no text layer on any of its {page_count} pages (scanned PDF?){hint}")
+    if empty:
+        hint = "" if ocr else "; --ocr reads them"
+        warnings.append(f"no text layer on page(s) {compact_ranges(empty)} (scanned?){hint}")
+    return LoadedFile(sections=sections, title=title, parser="pypdfium2", warnings=warnings)
+
+
+def tesseract_available(warnings: list[str]) -> bool:
+    if shutil.which("tesseract"):
+        return True
+    warnings.append("OCR asked for but Tesseract is not installed (apt-get install tesseract-ocr)")
+    return False
+
+
+def ocr_page(page, languages: str) -> str:
+    import pytesseract
+
+    image = page.render(scale=OCR_DPI / 72).to_pil()
+    return pytesseract.image_to_string(image, lang=languages)
