@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,46 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, capsys):
     assert rag.cli.main(["status"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: disk on fire" in err and "RAG_LOG_LEVEL" in err
+
+
+def test_edit_delete_rename_sync_then_list_and_ask(fake_models, capsys, tmp_path):
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name, text in {
+        "keep.md": "# Keep\n\nUnchanged text about owls.\n",
+        "edit.md": "# Edit\n\nOld text about ferns.\n",
+        "gone.md": "# Gone\n\nThe deleted file talks about zeppelins.\n",
+        "old-name.md": "# Renamed\n\nText about lighthouses.\n",
+    }.items():
+        (folder / name).write_text(text)
+    assert ingest.cli.main([str(folder), "--json"]) == 0
+    (folder / "edit.md").write_text("# Edit\n\nNew text about cacti.\n\n## Also\n\nAnd deserts.\n")
+    (folder / "gone.md").unlink()
+    (folder / "old-name.md").rename(folder / "new-name.md")
+    capsys.readouterr()
+    assert ingest.cli.main([str(folder), "--sync", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["files"], report["moved"], report["removed"]) == (1, 1, 1)
+    assert ingest.cli.main(["list", "--json"]) == 0
+    listed = {Path(i["file"]).name: i["chunks"] for i in json.loads(capsys.readouterr().out)}
+    assert listed == {"keep.md": 1, "edit.md": 2, "new-name.md": 1}
+    assert rag.cli.main(["ask", "zeppelins deleted file", "--json", "--top-k", "10"]) == 0
+    cited = {Path(s["file"]).name for s in json.loads(capsys.readouterr().out)["sources"]}
+    assert cited == {"keep.md", "edit.md", "new-name.md"}
+
+
+def test_remove_and_collections_commands(fake_models, capsys):
+    ingest.cli.main([str(DATA / "notes.md"), str(DATA / "plain.txt"), "--json", "-c", "notes"])
+    capsys.readouterr()
+    assert ingest.cli.main(["remove", str(DATA / "plain.txt"), "-c", "notes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 1
+    assert ingest.cli.main(["collections", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"collection": "notes", "files": 1, "chunks": 2}]
+
+
+@pytest.mark.parametrize("sub", ["remove", "list", "collections"])
+def test_ingest_subcommands_have_help(sub, capsys):
+    with pytest.raises(SystemExit) as info:
+        ingest.cli.main([sub, "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: ingest {sub}")

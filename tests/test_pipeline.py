@@ -116,3 +116,20 @@ def test_missing_path_is_an_error_before_anything_is_stored(ingestor, settings, 
     with pytest.raises(MissingPathError, match="nope"):
         ingestor.ingest([SAMPLES, tmp_path / "nope"])
     assert store.count_chunks(store.get_collection(settings)) == 0
+
+
+def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "docs"
+    shutil.copytree(DATA, folder)
+    serial = Ingestor(settings.model_copy(update={"ingest_workers": 0}), fake_embedder)
+    parallel = Ingestor(
+        settings.model_copy(update={"ingest_workers": 2, "collection": "parallel"}), fake_embedder
+    )
+    one = serial.ingest([folder])
+    two = parallel.ingest([folder], collection_name="parallel")
+    assert (one.files, one.chunks, len(one.failed)) == (two.files, two.chunks, len(two.failed))
+    ids = {
+        name: store.all_ids(store.get_collection(settings, name))
+        for name in ("default", "parallel")
+    }
+    assert ids["default"] == ids["parallel"] and ids["default"]
