@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
 from rag.settings import Settings
 
 
@@ -30,28 +33,72 @@ class ChatModel(Protocol):
 
 def load_embedder(settings: Settings):
     """A llama-index embedding model over sentence-transformers, loaded from a local path."""
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from sentence_transformers import SentenceTransformer
 
     name = settings.embed_model
-    if (name.startswith((".", "/", "~")) or os.sep in name) and not Path(
-        name
-    ).expanduser().exists():
+    local = Path(name).expanduser()
+    if (name.startswith((".", "/", "~")) or os.sep in name) and not local.exists():
         raise ModelError(
             f"RAG_EMBED_MODEL: {name} not found; point it at a sentence-transformers model folder"
         )
     try:
-        return HuggingFaceEmbedding(
-            model_name=str(Path(name).expanduser()) if Path(name).expanduser().exists() else name,
-            device="cpu",
-            embed_batch_size=settings.embed_batch_size,
-            normalize=True,
-            show_progress_bar=False,
+        model = SentenceTransformer(
+            str(local) if local.exists() else name, device="cpu", local_files_only=True
         )
     except Exception as exc:
         raise ModelError(
             f"RAG_EMBED_MODEL: cannot load {name} ({type(exc).__name__}: {first_line(exc)}); "
             "models are never downloaded, so point it at a local sentence-transformers folder"
         ) from None
+    return SentenceEmbedding.wrap(model, name, settings.embed_batch_size)
+
+
+class SentenceEmbedding(BaseEmbedding):
+    """sentence-transformers behind llama-index's embedding interface.
+
+    llama-index hands over whole lists (embed_batch_size is its maximum, 2048); the model then sorts them by
+    length and encodes in its own batches, exactly as raw `SentenceTransformer.encode` does.
+    """
+
+    _model: Any = PrivateAttr()
+    _batch_size: int = PrivateAttr()
+
+    @classmethod
+    def wrap(cls, model, name: str, batch_size: int) -> SentenceEmbedding:
+        embedder = cls(model_name=name, embed_batch_size=2048)
+        embedder._model = model
+        embedder._batch_size = batch_size
+        return embedder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SentenceEmbedding"
+
+    @property
+    def model(self):
+        return self._model
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._encode([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts)
 
 
 def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     embed_model: str = Field("", description="Sentence-transformers model path or name.")
     embed_batch_size: int = Field(32, ge=1, le=4096)
     ingest_batch_chunks: int = Field(
-        512, ge=1, le=100_000, description="Chunks embedded and written to the store per step."
+        1024, ge=1, le=100_000, description="Chunks embedded and written to the store per step."
     )
     llm_model: str = Field("", description="Path to a GGUF file.")
 

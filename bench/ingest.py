@@ -1,0 +1,220 @@
+"""Ingestion benchmark: our pipeline against raw SentenceTransformer.encode, in one run.
+
+    python -m bench.ingest [CORPUS...] [--files 2000] [--pdf-pages 520] [--json] [--out FILE]
+
+Reports files/s, pages/s, chunks/s and peak RSS, and:
+  (a) encode_ratio       pipeline chunks/s / raw encode chunks/s (same chunks, model, threads, batch)
+  (b) reingest_fraction  re-ingest of the unchanged corpus (CLI wall time) / first ingest time
+  (c) big_pdf_peak_rss_mb  peak RSS of `ingest` on the long PDF alone
+  (d) remove_seconds     wall time of `ingest remove` on that PDF
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python bench/ingest.py` as well as `python -m bench.ingest`
+
+from bench.corpus import make_long_pdf, make_small_files  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(args: list[str], env: dict) -> tuple[float, float, dict | list | None, str]:
+    """Run one of our commands; (wall seconds, peak RSS MB of that process, JSON output, stderr)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(BIN / args[0]), *args[1:]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = process.communicate()
+    wall = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        data = json.loads(out) if out.strip() else None
+    except json.JSONDecodeError:
+        data = None
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(args)} failed ({process.returncode}): {err.strip()[-500:]}")
+    return wall, peak_mb, data, err
+
+
+def peak_rss_of(args: list[str], env: dict) -> tuple[float, float, dict]:
+    """Like run_cli, but the peak RSS of exactly this child (os.wait4), not of all children."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]], env=env, stdout=out, stderr=subprocess.DEVNULL
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        data = json.loads(out.read())
+    return wall, usage.ru_maxrss / 1024, data
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+    }
+
+
+def in_process_ingest(corpus: list[Path], home: Path) -> dict:
+    """First ingest in this process, model loaded beforehand; then raw encode on the same chunks."""
+    os.environ["RAG_HOME"] = str(home)
+    import torch
+    from llama_index.core.schema import MetadataMode
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    from ingest.pipeline import Ingestor
+    from rag import store
+    from rag.settings import load_settings
+
+    settings = load_settings()
+    ingestor = Ingestor(settings)
+    model = ingestor.embedder.model  # loaded now, outside the timed part
+    _ = ingestor.chunker
+    started = time.perf_counter()
+    report = ingestor.ingest(corpus)
+    pipeline_s = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    collection = store.get_collection(settings)
+    stored = collection.get(include=["metadatas", "documents"])
+    texts = []
+    for meta, text in zip(stored["metadatas"], stored["documents"], strict=True):
+        node = metadata_dict_to_node(meta, text=text)
+        texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
+    rng = random.Random(3)
+    sample = texts if len(texts) <= 2000 else rng.sample(texts, 2000)
+    started = time.perf_counter()
+    model.encode(sample, batch_size=settings.embed_batch_size, normalize_embeddings=True)
+    raw_s = time.perf_counter() - started
+    pages = sum(1 for m in stored["metadatas"] if m.get("page"))  # chunks on pages (approx.)
+    return {
+        "files": report.files,
+        "chunks": report.chunks,
+        "failed": len(report.failed),
+        "pipeline_s": pipeline_s,
+        "pipeline_chunks_per_s": report.chunks / pipeline_s,
+        "raw_encode_chunks_per_s": len(sample) / raw_s,
+        "raw_sample": len(sample),
+        "threads": torch.get_num_threads(),
+        "batch_size": settings.embed_batch_size,
+        "peak_rss_mb": peak_mb,
+        "pdf_chunks": pages,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("corpus", nargs="*", help="folders to ingest besides the synthetic ones")
+    parser.add_argument("--files", type=int, default=2000, help="synthetic small files (2000)")
+    parser.add_argument("--pdf-pages", type=int, default=520, help="pages of the long PDF (520)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    synthetic = work / "synthetic"
+    make_small_files(synthetic, args.files)
+    long_pdf = make_long_pdf(work / "long-report.pdf", args.pdf_pages)
+    corpus = [synthetic, *[Path(c).resolve() for c in args.corpus]]
+    home = work / "home"
+    env = dict(os.environ, RAG_HOME=str(home))
+
+    first = in_process_ingest(corpus, home)
+    reingest_s, _, again, _ = run_cli(["ingest", *map(str, corpus), "--json"], env)
+    pdf_s, pdf_rss, pdf_report = peak_rss_of(
+        ["ingest", str(long_pdf), "--json", "-c", "bigpdf"], env
+    )
+    remove_s, _, removed, _ = run_cli(
+        ["ingest", "remove", str(long_pdf), "-c", "bigpdf", "--json"], env
+    )
+
+    result = {
+        "machine": machine(),
+        "corpus": {
+            "folders": [str(c) for c in corpus],
+            "files": first["files"],
+            "chunks": first["chunks"],
+            "failed": first["failed"],
+        },
+        "files_per_s": first["files"] / first["pipeline_s"],
+        "chunks_per_s": first["pipeline_chunks_per_s"],
+        "pages_per_s": args.pdf_pages / pdf_s,
+        "peak_rss_mb": round(first["peak_rss_mb"], 1),
+        "raw_encode_chunks_per_s": first["raw_encode_chunks_per_s"],
+        "encode_ratio": first["pipeline_chunks_per_s"] / first["raw_encode_chunks_per_s"],
+        "first_ingest_s": first["pipeline_s"],
+        "reingest_s": reingest_s,
+        "reingest_new_chunks": (again or {}).get("chunks"),
+        "reingest_fraction": reingest_s / first["pipeline_s"],
+        "big_pdf_pages": args.pdf_pages,
+        "big_pdf_chunks": pdf_report.get("chunks"),
+        "big_pdf_seconds": pdf_s,
+        "big_pdf_peak_rss_mb": round(pdf_rss, 1),
+        "remove_seconds": remove_s,
+        "removed_files": (removed or {}).get("removed"),
+        "threads": first["threads"],
+        "batch_size": first["batch_size"],
+        "raw_sample_chunks": first["raw_sample"],
+    }
+    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 0
+
+
+def print_table(result: dict) -> None:
+    rows = [
+        ("files/s", result["files_per_s"], ""),
+        ("chunks/s (pipeline)", result["chunks_per_s"], ""),
+        ("chunks/s (raw encode)", result["raw_encode_chunks_per_s"], ""),
+        ("(a) encode_ratio", result["encode_ratio"], "target >= 0.85"),
+        ("(b) reingest_fraction", result["reingest_fraction"], "target <= 0.05"),
+        ("(c) big_pdf_peak_rss_mb", result["big_pdf_peak_rss_mb"], "target < 1500"),
+        ("(d) remove_seconds", result["remove_seconds"], "target < 5"),
+        ("pages/s (long PDF)", result["pages_per_s"], ""),
+        ("peak RSS MB (corpus)", result["peak_rss_mb"], ""),
+    ]
+    print(f"corpus: {result['corpus']['files']} files, {result['corpus']['chunks']} chunks")
+    for name, value, target in rows:
+        print(f"{name:28} {value:>10.3f}  {target}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
