@@ -31,8 +31,8 @@ from bench.corpus import make_long_pdf, make_small_files  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
-def run_cli(args: list[str], env: dict) -> tuple[float, float, dict | list | None, str]:
-    """Run one of our commands; (wall seconds, peak RSS MB of that process, JSON output, stderr)."""
+def run_cli(args: list[str], env: dict) -> tuple[float, dict | list | None]:
+    """Run one of our commands; (wall seconds, its JSON output)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(BIN / args[0]), *args[1:]],
@@ -43,29 +43,37 @@ def run_cli(args: list[str], env: dict) -> tuple[float, float, dict | list | Non
     )
     out, err = process.communicate()
     wall = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     try:
         data = json.loads(out) if out.strip() else None
     except json.JSONDecodeError:
         data = None
     if process.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(args)} failed ({process.returncode}): {err.strip()[-500:]}")
-    return wall, peak_mb, data, err
+    return wall, data
 
 
 def peak_rss_of(args: list[str], env: dict) -> tuple[float, float, dict]:
-    """Like run_cli, but the peak RSS of exactly this child (os.wait4), not of all children."""
+    """Like run_cli, with the peak RSS of exactly this child: its VmHWM, read while it runs
+    (ru_maxrss would also count the memory this benchmark process had when it forked)."""
     started = time.perf_counter()
+    peak_kb = 0
     with tempfile.TemporaryFile("w+") as out:
         process = subprocess.Popen(
             [str(BIN / args[0]), *args[1:]], env=env, stdout=out, stderr=subprocess.DEVNULL
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        status_file = Path(f"/proc/{process.pid}/status")
+        while process.poll() is None:
+            try:
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
         wall = time.perf_counter() - started
         out.seek(0)
         data = json.loads(out.read())
-    return wall, usage.ru_maxrss / 1024, data
+    return wall, peak_kb / 1024, data
 
 
 def machine() -> dict:
@@ -153,13 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, RAG_HOME=str(home))
 
     first = in_process_ingest(corpus, home)
-    reingest_s, _, again, _ = run_cli(["ingest", *map(str, corpus), "--json"], env)
+    reingest_s, again = run_cli(["ingest", *map(str, corpus), "--json"], env)
     pdf_s, pdf_rss, pdf_report = peak_rss_of(
         ["ingest", str(long_pdf), "--json", "-c", "bigpdf"], env
     )
-    remove_s, _, removed, _ = run_cli(
-        ["ingest", "remove", str(long_pdf), "-c", "bigpdf", "--json"], env
-    )
+    remove_s, removed = run_cli(["ingest", "remove", str(long_pdf), "-c", "bigpdf", "--json"], env)
 
     result = {
         "machine": machine(),

@@ -12,14 +12,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ingest.chunking import Chunker
 from ingest.errors import FileProblem, LoadError, SkipFile
 from ingest.manifest import FileRecord, Manifest, is_under, now
-from ingest.parallel import ParsePool
 from rag import store
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.chunking import Chunker
 
 # Bump when loaders or chunking change in a way that should re-embed stored files.
 PARSER_VERSION = "1"
@@ -151,6 +153,8 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
+            from ingest.chunking import Chunker
+
             tokenizer = load_chunk_tokenizer(self.settings)
             self._chunker = Chunker(
                 self.settings.chunk_size, self.settings.chunk_overlap, tokenizer
@@ -296,6 +300,8 @@ class Ingestor:
     def _parse_and_store(self, to_parse, manifest, collection, report, progress) -> None:
         pending: list[Parsed] = []
         size = 0
+        from ingest.parallel import ParsePool  # parsing machinery loads only when needed
+
         pool = ParsePool(self.settings, self.chunker, self.ocr)
         try:
             for path, record, result in pool.map(to_parse):

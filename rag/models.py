@@ -7,10 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
-
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
+from typing import Protocol
 
 from rag.settings import Settings
 
@@ -50,55 +47,9 @@ def load_embedder(settings: Settings):
             f"RAG_EMBED_MODEL: cannot load {name} ({type(exc).__name__}: {first_line(exc)}); "
             "models are never downloaded, so point it at a local sentence-transformers folder"
         ) from None
+    from rag.embedding import SentenceEmbedding
+
     return SentenceEmbedding.wrap(model, name, settings.embed_batch_size)
-
-
-class SentenceEmbedding(BaseEmbedding):
-    """sentence-transformers behind llama-index's embedding interface.
-
-    llama-index hands over whole lists (embed_batch_size is its maximum, 2048); the model then sorts them by
-    length and encodes in its own batches, exactly as raw `SentenceTransformer.encode` does.
-    """
-
-    _model: Any = PrivateAttr()
-    _batch_size: int = PrivateAttr()
-
-    @classmethod
-    def wrap(cls, model, name: str, batch_size: int) -> SentenceEmbedding:
-        embedder = cls(model_name=name, embed_batch_size=2048)
-        embedder._model = model
-        embedder._batch_size = batch_size
-        return embedder
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "SentenceEmbedding"
-
-    @property
-    def model(self):
-        return self._model
-
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(
-            texts,
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return vectors.tolist()
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encode([query])[0]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._encode([text])[0]
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts)
 
 
 def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:

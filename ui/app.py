@@ -95,10 +95,7 @@ def sidebar(engine: Engine) -> str:
         default = engine.settings.collection
         options = sorted(set(names) | {default})
         collection = st.selectbox("Collection", options, index=options.index(default))
-        stats = engine.stats(collection)
-        col1, col2 = st.columns(2)
-        col1.metric("Documents", stats["files"])
-        col2.metric("Chunks", stats["chunks"])
+        counts = st.container()
         st.subheader("Add documents")
         uploads = st.file_uploader(
             "Files are stored on this machine only",
@@ -110,7 +107,17 @@ def sidebar(engine: Engine) -> str:
         if fresh:
             add_uploads(engine, fresh, collection)
             done.update((collection, u.file_id) for u in fresh)
+        stats = collection_stats(engine.settings.model_dump_json(), collection)
+        col1, col2 = counts.columns(2)  # drawn above the uploader, counted after any upload
+        col1.metric("Documents", stats["files"])
+        col2.metric("Chunks", stats["chunks"])
     return collection
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def collection_stats(settings_json: str, collection: str) -> dict:
+    """Document and chunk counts; cached because counting reads every chunk's metadata."""
+    return shared_engine(settings_json).stats(collection)
 
 
 def safe_collections(engine: Engine) -> list[str]:
@@ -142,6 +149,7 @@ def add_uploads(engine: Engine, uploads, collection: str) -> None:
         paths, collection, progress=progress, files=sorted(paths)
     )
     bar.empty()
+    collection_stats.clear()
     st.success(
         f"Stored {report.files} file(s), {report.chunks} chunks ({report.unchanged} unchanged)."
     )

@@ -50,7 +50,9 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
-    env = dict(os.environ, RAG_HOME=str(sample_home))
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home)  # uploads must not change the shared store
+    env = dict(os.environ, RAG_HOME=str(home))
     server = subprocess.Popen(
         [str(BIN / "rag"), "ui", "--port", str(port)],
         env=env,
@@ -81,6 +83,14 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
             page.screenshot(
                 path=os.environ.get("UI_SCREENSHOT", str(tmp_path / "ui.png")), full_page=True
             )
+            upload = tmp_path / "uploaded-note.md"
+            upload.write_text("# Visitor policy\n\nVisitors sign in at the kiosk in lobby C7.\n")
+            page.locator("input[type=file]").set_input_files(str(upload))
+            expect(page.get_by_text("Stored 1 file(s)").first).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("8", exact=True).first).to_be_visible(timeout=30_000)
+            box.fill("Where do visitors sign in?")
+            box.press("Enter")
+            expect(page.get_by_text("uploaded-note.md").first).to_be_visible(timeout=240_000)
             browser.close()
     finally:
         server.terminate()
