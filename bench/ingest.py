@@ -94,7 +94,7 @@ def machine() -> dict:
     }
 
 
-def in_process_ingest(corpus: list[Path], home: Path) -> dict:
+def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
     """First ingest in this process, model loaded beforehand; then raw encode on the same chunks."""
     os.environ["RAG_HOME"] = str(home)
     import torch
@@ -121,7 +121,7 @@ def in_process_ingest(corpus: list[Path], home: Path) -> dict:
         node = metadata_dict_to_node(meta, text=text)
         texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
     rng = random.Random(3)
-    sample = texts if len(texts) <= 2000 else rng.sample(texts, 2000)
+    sample = texts if not raw_sample or len(texts) <= raw_sample else rng.sample(texts, raw_sample)
     started = time.perf_counter()
     model.encode(sample, batch_size=settings.embed_batch_size, normalize_embeddings=True)
     raw_s = time.perf_counter() - started
@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", nargs="*", help="folders to ingest besides the synthetic ones")
     parser.add_argument("--files", type=int, default=2000, help="synthetic small files (2000)")
     parser.add_argument("--pdf-pages", type=int, default=520, help="pages of the long PDF (520)")
+    parser.add_argument(
+        "--raw-sample",
+        type=int,
+        default=2000,
+        help="chunks (a random sample of the stored ones) for the raw encode; 0 = all (2000)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     home = work / "home"
     env = dict(os.environ, RAG_HOME=str(home))
 
-    first = in_process_ingest(corpus, home)
+    first = in_process_ingest(corpus, home, args.raw_sample)
     reingest_s, again = run_cli(["ingest", *map(str, corpus), "--json"], env)
     pdf_s, pdf_rss, pdf_report = peak_rss_of(
         ["ingest", str(long_pdf), "--json", "-c", "bigpdf"], env

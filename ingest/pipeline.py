@@ -237,8 +237,12 @@ class Ingestor:
             manifest.close()
 
     def records(self, collection_name: str | None = None) -> list[FileRecord]:
-        manifest = Manifest(self.settings.home, collection_name or self.settings.collection)
+        """Every file the collection knows, after finishing any write a killed run left behind."""
+        name = collection_name or self.settings.collection
+        manifest = Manifest(self.settings.home, name)
         try:
+            if manifest.pending():
+                recover(manifest, store.get_collection(self.settings, name))
             return manifest.records()
         finally:
             manifest.close()
