@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
 from ingest.manifest import FileRecord, Manifest, is_under, now
-from rag import store
+from rag import keyword, store
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 
@@ -217,6 +217,8 @@ class Ingestor:
                     if r.path not in seen and not os.path.lexists(r.path)
                 ]
                 report.removed = remove_records(manifest, collection, vanished)
+            if report.files or report.removed or report.moved:
+                keyword.build(self.settings, name, collection)
         finally:
             manifest.close()
         report.seconds = time.perf_counter() - started
@@ -232,7 +234,10 @@ class Ingestor:
             roots = [str(Path(p).expanduser().absolute()) for p in paths]
             roots += [r for r in root_paths(paths) if r not in roots]
             doomed = [r.path for r in manifest.records(roots)]
-            return remove_records(manifest, collection, doomed), doomed
+            removed = remove_records(manifest, collection, doomed)
+            if removed:
+                keyword.build(self.settings, name, collection)
+            return removed, doomed
         finally:
             manifest.close()
 

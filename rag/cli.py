@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rag.answer import Answer
 from rag.cli_support import fail, quiet_libraries, unexpected
@@ -40,11 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--collection", "-c", help="collection to search (default: 'default')")
     ask.add_argument("--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)")
     ask.add_argument(
+        "--where",
+        help="only files whose path matches a glob, e.g. 'path:*.pdf' or 'path:*/contracts/*'",
+    )
+    ask.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object: answer, sources (best first), refused, timings",
     )
     ask.set_defaults(handler=run_ask)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="measure retrieval, answers and refusals on a file of questions",
+        description=(
+            "Run every question of a JSONL file (id, question, answer_keywords, source_file, page, "
+            "language, kind) and report hit@1/3/5, MRR@10, page hits, keyword and citation "
+            "accuracy, refusal rates and latency, overall, per language and per kind."
+        ),
+    )
+    evaluate.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
+    evaluate.add_argument("--collection", "-c", help="collection to search (default: 'default')")
+    evaluate.add_argument("--k", type=int, default=5, help="passages given to the model (5)")
+    evaluate.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="score retrieval and the refusal decision only (fast, no LLM)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=run_eval)
 
     status = sub.add_parser(
         "status",
@@ -87,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     engine = build_engine(settings)
-    stream = engine.stream(args.question)
+    stream = engine.stream(args.question, where=args.where)
     if args.json:
         for _ in stream:
             pass
@@ -114,6 +139,25 @@ def print_sources(answer: Answer) -> None:
         f"\nretrieval {timings.get('retrieve_s', 0):.2f}s, "
         f"generation {timings.get('generate_s', 0):.2f}s, {answer.chunks_used} passages used"
     )
+
+
+def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import evaluate
+
+    questions = evaluate.load_questions(args.questions)
+    engine = build_engine(settings)
+    show = not args.json and sys.stderr.isatty()
+    progress = (
+        (lambda n: print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr))
+        if show
+        else None
+    )
+    outcomes = evaluate.run(engine, questions, None, args.k, not args.no_generate, progress)
+    if show:
+        print(file=sys.stderr)
+    result = evaluate.report(outcomes)
+    print(json.dumps(result, ensure_ascii=False) if args.json else evaluate.format_table(result))
+    return 0
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,12 +17,19 @@ class SentenceEmbedding(BaseEmbedding):
 
     _model: Any = PrivateAttr()
     _batch_size: int = PrivateAttr()
+    _query_prefix: str = PrivateAttr(default="")
+    _passage_prefix: str = PrivateAttr(default="")
 
     @classmethod
-    def wrap(cls, model, name: str, batch_size: int) -> SentenceEmbedding:
+    def wrap(
+        cls, model, name: str, batch_size: int, query_prefix: str = "", passage_prefix: str = ""
+    ) -> SentenceEmbedding:
+        """Models such as e5 or bge expect prefixes on questions and passages; set them here."""
         embedder = cls(model_name=name, embed_batch_size=2048)
         embedder._model = model
         embedder._batch_size = batch_size
+        embedder._query_prefix = query_prefix
+        embedder._passage_prefix = passage_prefix
         return embedder
 
     @classmethod
@@ -44,13 +51,13 @@ class SentenceEmbedding(BaseEmbedding):
         return vectors.tolist()
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encode([query])[0]
+        return self._encode([self._query_prefix + query])[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._encode([text])[0]
+        return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts)
+        return self._encode([self._passage_prefix + text for text in texts])

@@ -16,8 +16,8 @@ from rag.answer import (
     fit_sources,
     is_refusal,
 )
-from rag.models import ChatModel, load_embedder, load_llm
-from rag.retrieve import Retriever
+from rag.models import ChatModel, load_embedder, load_llm, load_reranker
+from rag.retrieve import Retrieval, Retriever
 from rag.settings import Settings
 
 # Tokens kept free for the chat template's role markers around the messages.
@@ -46,6 +46,7 @@ class Engine:
         self.settings = settings
         self._embedder = embedder
         self._llm = llm
+        self._reranker = None
         self._load_lock = threading.Lock()
 
     @property
@@ -73,8 +74,13 @@ class Engine:
         return store.collection_names(self.settings)
 
     def retrieve(
-        self, question: str, collection: str | None = None, top_k: int | None = None
-    ) -> list[SourceRef]:
+        self,
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        where: str | None = None,
+    ) -> Retrieval:
+        """The best passages for a question, and whether the evidence is too weak to answer."""
         name = collection or self.settings.collection
         coll = store.get_collection(self.settings, name, create=False)
         if store.count_chunks(coll) == 0:
@@ -82,23 +88,41 @@ class Engine:
                 f"collection '{name}' is empty; add documents first with `ingest PATH` "
                 f"(e.g. `ingest sample_docs{'' if name == 'default' else ' --collection ' + name}`)"
             )
-        return Retriever(coll, self.embedder).retrieve(question, top_k or self.settings.top_k)
+        retriever = Retriever(self.settings, name, coll, self.embedder, self.reranker)
+        return retriever.retrieve(question, top_k or self.settings.top_k, where)
+
+    @property
+    def reranker(self):
+        with self._load_lock:
+            if self._reranker is None and self.settings.rerank_model:
+                self._reranker = load_reranker(self.settings)
+            return self._reranker
 
     def stream(
-        self, question: str, collection: str | None = None, top_k: int | None = None
+        self,
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        where: str | None = None,
     ) -> AnswerStream:
         """Retrieve now; generate lazily as the returned stream is iterated."""
         if not question.strip():
             raise ValueError("the question is empty; type a question")
         started = time.perf_counter()
-        sources = self.retrieve(question, collection, top_k)
+        retrieval = self.retrieve(question, collection, top_k, where)
         retrieved = time.perf_counter()
         result = AnswerStream(iter(()))
-        result._tokens = self._generate(question, sources, started, retrieved, result)
+        result._tokens = self._generate(question, retrieval, started, retrieved, result)
         return result
 
-    def ask(self, question: str, collection: str | None = None, top_k: int | None = None) -> Answer:
-        stream = self.stream(question, collection, top_k)
+    def ask(
+        self,
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        where: str | None = None,
+    ) -> Answer:
+        stream = self.stream(question, collection, top_k, where)
         for _ in stream:
             pass
         assert stream.answer is not None
@@ -107,16 +131,19 @@ class Engine:
     def _generate(
         self,
         question: str,
-        sources: list[SourceRef],
+        retrieval: Retrieval,
         started: float,
         retrieved: float,
         result: AnswerStream,
     ) -> Iterator[str]:
-        llm = self.llm
-        budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
-        used = fit_sources(question, sources, llm.count_tokens, budget)
+        sources = retrieval.sources
         pieces: list[str] = []
         first_token: float | None = None
+        used: list[SourceRef] = []
+        if not retrieval.refused:  # weak evidence: say so without asking the model
+            llm = self.llm
+            budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
+            used = fit_sources(question, sources, llm.count_tokens, budget)
         if used:
             messages = build_messages(question, used)
             for piece in llm.stream_chat(
@@ -141,7 +168,7 @@ class Engine:
         result.answer = Answer(
             text=text,
             sources=sources,
-            refused=is_refusal(text),
+            refused=retrieval.refused or is_refusal(text),
             timings=timings,
             cited=cited_numbers(text, len(used)),
             chunks_used=len(used),

@@ -49,7 +49,13 @@ def load_embedder(settings: Settings):
         ) from None
     from rag.embedding import SentenceEmbedding
 
-    return SentenceEmbedding.wrap(model, name, settings.embed_batch_size)
+    return SentenceEmbedding.wrap(
+        model,
+        name,
+        settings.embed_batch_size,
+        settings.embed_query_prefix,
+        settings.embed_passage_prefix,
+    )
 
 
 def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:
@@ -73,6 +79,35 @@ def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:
 
 def embedder_max_tokens(embedder) -> int:
     return int(getattr(getattr(embedder, "_model", None), "max_seq_length", 0) or 512)
+
+
+class CrossEncoderReranker:
+    """Re-orders candidate passages with a sentence-transformers CrossEncoder (local folder)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def rerank(self, question: str, sources: list) -> list:
+        if not sources:
+            return sources
+        scores = self.model.predict([(question, s.text) for s in sources], show_progress_bar=False)
+        order = sorted(range(len(sources)), key=lambda i: -float(scores[i]))
+        return [sources[i] for i in order]
+
+
+def load_reranker(settings: Settings) -> CrossEncoderReranker:
+    from sentence_transformers import CrossEncoder
+
+    folder = Path(settings.rerank_model).expanduser()
+    if not folder.is_dir():
+        raise ModelError(
+            f"RAG_RERANK_MODEL: {folder} not found; point it at a local CrossEncoder folder "
+            "or unset it"
+        )
+    try:
+        return CrossEncoderReranker(CrossEncoder(str(folder), device="cpu", local_files_only=True))
+    except Exception as exc:
+        raise ModelError(f"RAG_RERANK_MODEL: cannot load {folder} ({first_line(exc)})") from None
 
 
 def check_gguf(path: str) -> Path:

@@ -1,47 +1,124 @@
-"""Dense retrieval over a Chroma collection through llama-index, returning SourceRefs best first."""
+"""Dense + keyword retrieval, fused with reciprocal rank fusion, with path filters.
+
+The store is queried directly rather than through llama-index's vector retriever because fusion
+needs chunk ids, stored embeddings (to score keyword-only hits) and `$in` filters on file paths.
+"""
 
 from __future__ import annotations
 
-import math
+import fnmatch
+from dataclasses import dataclass
 
-from llama_index.core import VectorStoreIndex
-from llama_index.core.schema import MetadataMode, NodeWithScore
-
-from rag import store
+from rag import keyword, store
 from rag.answer import SourceRef
+from rag.settings import Settings
+
+RRF_K = 60  # the usual constant: rank 1 scores 1/61, rank 10 scores 1/70
+
+
+@dataclass
+class Retrieval:
+    """Sources best first, and the evidence behind the refusal decision."""
+
+    sources: list[SourceRef]
+    best_score: float
+    refused: bool
+
+
+def parse_where(where: str | None) -> str | None:
+    """`path:*.pdf` (or just `*.pdf`) -> the glob; None for no filter."""
+    if not where:
+        return None
+    glob = where.split(":", 1)[1] if where.startswith("path:") else where
+    glob = glob.strip()
+    if not glob:
+        raise ValueError("--where needs a pattern, e.g. --where 'path:*.pdf'")
+    return glob
+
+
+def matches(path: str, glob: str) -> bool:
+    """A glob matches the whole path, or the file name when it has no slash."""
+    return fnmatch.fnmatch(path, glob) or (
+        "/" not in glob and fnmatch.fnmatch(path.rsplit("/", 1)[-1], glob)
+    )
 
 
 class Retriever:
-    """Finds the chunks closest to a question in one collection."""
+    """Finds the passages that best answer a question in one collection."""
 
-    def __init__(self, collection, embedder) -> None:
+    def __init__(self, settings: Settings, name: str, collection, embedder, reranker=None) -> None:
+        self.settings = settings
+        self.name = name
         self.collection = collection
-        self.index = VectorStoreIndex.from_vector_store(
-            store.vector_store(collection), embed_model=embedder
+        self.embedder = embedder
+        self.reranker = reranker
+
+    def retrieve(self, question: str, top_k: int, where: str | None = None) -> Retrieval:
+        mode = self.settings.retrieval_mode
+        pool = max(self.settings.candidates, top_k)
+        chroma_where, allowed = self._filter(parse_where(where))
+        if allowed is not None and not allowed:
+            return Retrieval([], 0.0, True)
+        query_vector = self.embedder.get_query_embedding(question)
+        dense = (
+            []
+            if mode == "keyword"
+            else store.nearest(self.collection, query_vector, pool, chroma_where)
         )
+        sparse: list[tuple[str, float]] = []
+        if mode != "dense":
+            index = keyword.load(self.settings, self.name, self.collection)
+            sparse = index.search(question, pool, allowed)
+        fused = fuse([[hit["id"] for hit in dense], [chunk_id for chunk_id, _ in sparse]])
+        found = {hit["id"]: hit for hit in dense}
+        missing = [chunk_id for chunk_id in fused if chunk_id not in found]
+        for chunk_id, chunk in store.chunks_by_id(self.collection, missing).items():
+            chunk["cosine"] = dot(query_vector, chunk["embedding"])
+            found[chunk_id] = chunk
+        candidates = [
+            to_source(chunk_id, found[chunk_id]) for chunk_id in fused if chunk_id in found
+        ]
+        if self.reranker is not None:
+            candidates = self.reranker.rerank(question, candidates[: max(top_k * 4, 20)])
+        sources = candidates[:top_k]
+        best = max((s.score for s in sources), default=0.0)
+        return Retrieval(sources, best, refused=best < self.settings.refuse_below)
 
-    def retrieve(self, question: str, top_k: int) -> list[SourceRef]:
-        retriever = self.index.as_retriever(similarity_top_k=top_k)
-        hits = retriever.retrieve(question)
-        return [to_source(hit) for hit in hits]
+    def _filter(self, glob: str | None) -> tuple[dict | None, set[str] | None]:
+        """Chroma `where` and the allowed chunk ids for a path glob (None, None: no filter)."""
+        if glob is None:
+            return None, None
+        files = sorted(
+            f for f in store.distinct_values(self.collection, "file") if matches(f, glob)
+        )
+        if not files:
+            return None, set()
+        where = {"file": {"$in": files}}
+        return where, set(store.chunk_ids_where(self.collection, where))
 
 
-def cosine_from_score(score: float | None) -> float:
-    """llama-index's Chroma store reports exp(-cosine distance); turn it back into cosine similarity."""
-    if not score or score <= 0:
-        return 0.0
-    return 1.0 + math.log(score)
+def fuse(rankings: list[list[str]]) -> list[str]:
+    """Reciprocal rank fusion: ids ordered by the sum of 1 / (RRF_K + rank) over the rankings."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
 
 
-def to_source(hit: NodeWithScore) -> SourceRef:
-    meta = hit.node.metadata
+def dot(a, b) -> float:
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+
+
+def to_source(chunk_id: str, chunk: dict) -> SourceRef:
+    meta = chunk["meta"]
     page = meta.get("page")
     return SourceRef(
         file=str(meta.get("file", "")),
         page=int(page) if page not in (None, "") else None,
-        score=cosine_from_score(hit.score),
-        text=hit.node.get_content(metadata_mode=MetadataMode.NONE),
+        score=float(chunk["cosine"]),
+        text=chunk["text"] or "",
         title=str(meta.get("title", "")),
         heading=str(meta.get("heading", "")),
-        chunk_id=hit.node.node_id,
+        chunk_id=chunk_id,
     )

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     chunk_size: int = Field(220, ge=32, le=8192, description="Chunk size in embedding tokens.")
     chunk_overlap: int = Field(30, ge=0, le=4096)
     top_k: int = Field(5, ge=1, le=100)
+    retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid", description="Dense, BM25 keyword, or both fused with reciprocal rank fusion."
+    )
+    candidates: int = Field(30, ge=1, le=1000, description="Hits taken from each retriever.")
+    refuse_below: float = Field(
+        0.0, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
+    )
+    rerank_model: str = Field("", description="Local CrossEncoder folder; empty = no reranker.")
+    embed_query_prefix: str = Field("", description="Prepended to questions (e5: 'query: ').")
+    embed_passage_prefix: str = Field("", description="Prepended to passages (e5: 'passage: ').")
     n_ctx: int = Field(4096, ge=256, le=1_048_576)
     threads: int = Field(default_factory=usable_cores, ge=1, le=1024)
     max_answer_tokens: int = Field(384, ge=16, le=32768)

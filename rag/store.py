@@ -181,3 +181,63 @@ def all_ids(collection) -> set[str]:
         if len(page["ids"]) < 5000:
             return ids
         offset += 5000
+
+
+def all_texts(collection) -> tuple[list[str], list[str]]:
+    """Every chunk's id and searchable text (title, heading and passage), read in pages."""
+    ids: list[str] = []
+    texts: list[str] = []
+    offset = 0
+    while True:
+        page = collection.get(include=["documents", "metadatas"], limit=5000, offset=offset)
+        for chunk_id, text, meta in zip(
+            page["ids"], page["documents"], page["metadatas"], strict=True
+        ):
+            meta = meta or {}
+            ids.append(chunk_id)
+            texts.append(f"{meta.get('title', '')}\n{meta.get('heading', '')}\n{text or ''}")
+        if len(page["ids"]) < 5000:
+            return ids, texts
+        offset += 5000
+
+
+def nearest(
+    collection, embedding: list[float], limit: int, where: dict | None = None
+) -> list[dict]:
+    """The chunks closest to an embedding: id, text, metadata and cosine similarity, best first."""
+    count = collection.count()
+    if count == 0:
+        return []
+    result = collection.query(
+        query_embeddings=[embedding],
+        n_results=min(limit, count),
+        where=where,
+        include=["documents", "metadatas", "distances"],
+    )
+    return [
+        {"id": i, "text": t, "meta": m or {}, "cosine": 1.0 - float(d)}
+        for i, t, m, d in zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
+        )
+    ]
+
+
+def chunks_by_id(collection, ids: list[str]) -> dict[str, dict]:
+    """id -> {text, meta, embedding} for the given chunk ids."""
+    if not ids:
+        return {}
+    result = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+    return {
+        i: {"text": t, "meta": m or {}, "embedding": e}
+        for i, t, m, e in zip(
+            result["ids"],
+            result["documents"],
+            result["metadatas"],
+            result["embeddings"],
+            strict=True,
+        )
+    }

@@ -47,7 +47,7 @@ def test_refusal_is_flagged(settings, fake_embedder, fake_llm, filled):
 def test_context_overflow_drops_chunks_instead_of_failing(settings, fake_embedder, filled):
     engine = build_engine(settings, embedder=fake_embedder)
     question = "annual leave days"
-    sources = engine.retrieve(question, top_k=2)
+    sources = engine.retrieve(question, top_k=2).sources
     one = sum(len(m["content"].split()) + 8 for m in build_messages(question, sources[:1]))
     small = FakeLLM(n_ctx=settings.max_answer_tokens + TEMPLATE_RESERVE + one + 2)
     engine = build_engine(settings, embedder=fake_embedder, llm=small)
