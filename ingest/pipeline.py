@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ingest.chunking import Chunker
 
 # Bump when loaders or chunking change in a way that should re-embed stored files.
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 
 
 class MissingPathError(FileNotFoundError):

@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.set_defaults(handler=run_ask)
 
+    chat = sub.add_parser(
+        "chat",
+        help="a conversation in the terminal; follow-up questions keep their context",
+        description=(
+            "Ask questions one after another; a follow-up such as 'and its default value?' is "
+            "searched together with the previous question. Empty line or Ctrl+D ends."
+        ),
+    )
+    chat.add_argument("--collection", "-c", help="collection to search (default: 'default')")
+    chat.add_argument("--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)")
+    chat.add_argument("--where", help="only files whose path matches a glob, e.g. 'path:*.pdf'")
+    chat.set_defaults(handler=run_chat)
+
     evaluate = sub.add_parser(
         "eval",
         help="measure retrieval, answers and refusals on a file of questions",
@@ -139,6 +152,32 @@ def print_sources(answer: Answer) -> None:
         f"\nretrieval {timings.get('retrieve_s', 0):.2f}s, "
         f"generation {timings.get('generate_s', 0):.2f}s, {answer.chunks_used} passages used"
     )
+
+
+def run_chat(args: argparse.Namespace, settings: Settings) -> int:
+    engine = build_engine(settings)
+    history: list[str] = []
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            question = input("you> " if interactive else "")
+        except EOFError:
+            break
+        if not question.strip():
+            if interactive:
+                break
+            continue
+        stream = engine.chat(history, question, where=args.where)
+        print("rag> ", end="", flush=True)
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        print()
+        assert stream.answer is not None
+        print_sources(stream.answer)
+        print()
+        history.append(question)
+    return 0
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:

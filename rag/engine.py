@@ -115,6 +115,30 @@ class Engine:
         result._tokens = self._generate(question, retrieval, started, retrieved, result)
         return result
 
+    def chat(
+        self,
+        history: list[str],
+        question: str,
+        collection: str | None = None,
+        top_k: int | None = None,
+        where: str | None = None,
+    ) -> AnswerStream:
+        """Answer a follow-up: earlier questions of the conversation help find the passages."""
+        query = standalone_query(history, question)
+        if query == question:
+            return self.stream(question, collection, top_k, where)
+        if not question.strip():
+            raise ValueError("the question is empty; type a question")
+        started = time.perf_counter()
+        retrieval = self.retrieve(query, collection, top_k, where)
+        retrieved = time.perf_counter()
+        prompt_question = (
+            f"{question.strip()}\n(This follows the earlier question: {history[-1].strip()})"
+        )
+        result = AnswerStream(iter(()))
+        result._tokens = self._generate(prompt_question, retrieval, started, retrieved, result)
+        return result
+
     def ask(
         self,
         question: str,
@@ -173,6 +197,16 @@ class Engine:
             cited=cited_numbers(text, len(used)),
             chunks_used=len(used),
         )
+
+
+def standalone_query(history: list[str], question: str, turns: int = 1) -> str:
+    """The search query for a follow-up: the last question(s) joined with the new one.
+
+    "What is X?" then "And its default value?" searches for both, so X's passage is found. A
+    tiny local model rewrites questions unreliably, so no LLM call is spent on condensing.
+    """
+    earlier = [q.strip() for q in history[-turns:] if q.strip()]
+    return " ".join([*earlier, question.strip()]) if earlier else question
 
 
 def build_engine(settings: Settings, embedder=None, llm: ChatModel | None = None) -> Engine:

@@ -178,3 +178,17 @@ def test_ingest_subcommands_have_help(sub, capsys):
         ingest.cli.main([sub, "--help"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: ingest {sub}")
+
+
+def test_chat_reads_questions_from_stdin_and_keeps_context(fake_models, capsys, monkeypatch, tmp_path):
+    import io
+
+    (tmp_path / "a.md").write_text("# Widget\n\nThe widget flag WX_FAST defaults to off.\n")
+    (tmp_path / "b.md").write_text("# Gadget\n\nThe gadget default value is blue.\n")
+    ingest.cli.main([str(tmp_path), "--json"])
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is WX_FAST?\nAnd its default value?\n"))
+    assert rag.cli.main(["chat", "--top-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("rag> Twenty-two days [1].") == 2
+    assert out.count("a.md") == 2  # the follow-up found the widget passage again

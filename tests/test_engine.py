@@ -68,3 +68,37 @@ def test_stats_counts_documents_and_chunks(settings, fake_embedder, filled):
     assert stats["files"] == 2 and stats["chunks"] >= 2
     assert engine.collections() == ["default"]
     assert engine.stats("other")["chunks"] == 0
+
+
+def test_follow_up_question_retrieves_the_earlier_subject(settings, fake_embedder, fake_llm, tmp_path):
+    docs = tmp_path / "limits"
+    docs.mkdir()
+    (docs / "columns.md").write_text(
+        "# Column limit\n\nSQLITE_MAX_COLUMN sets how many columns a table may have. "
+        "Its default value is 2000.\n"
+    )
+    (docs / "pages.md").write_text("# Page size\n\nThe default value of the page size is 4096 bytes.\n")
+    (docs / "cache.md").write_text("# Cache\n\nThe default value of the cache size is -2000.\n")
+    Ingestor(settings, embedder=fake_embedder).ingest([docs])
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    stream = engine.chat(["What is SQLITE_MAX_COLUMN?"], "And its default value?", top_k=1)
+    list(stream)
+    assert stream.answer.sources[0].file_name == "columns.md"
+    assert "SQLITE_MAX_COLUMN" in fake_llm.prompts[-1][1]["content"]
+
+
+def test_where_filter_limits_sources_to_matching_paths(settings, fake_embedder, fake_llm, filled):
+    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    sources = engine.retrieve("leave robot", top_k=5, where="path:*robot*").sources
+    assert sources and all(s.file_name == "robot.md" for s in sources)
+    assert engine.retrieve("leave", where="*.pdf").refused
+    with pytest.raises(ValueError, match="--where needs a pattern"):
+        engine.retrieve("leave", where="path:")
+
+
+def test_weak_evidence_is_refused_without_calling_the_model(settings, fake_embedder, fake_llm, filled):
+    strict = settings.model_copy(update={"refuse_below": 0.99})
+    engine = build_engine(strict, embedder=fake_embedder, llm=fake_llm)
+    answer = engine.ask("annual leave days")
+    assert answer.refused and answer.text == REFUSAL_TEXT
+    assert fake_llm.prompts == [] and answer.sources  # the closest passages are still shown

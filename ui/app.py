@@ -51,16 +51,19 @@ def main() -> None:
         history.append({"role": "user", "content": question})
         with st.chat_message("user"):
             st.markdown(question)
+        earlier = [turn["content"] for turn in history[:-1] if turn["role"] == "user"]
         with st.chat_message("assistant"):
-            answer = answer_question(engine, question, collection)
+            answer = answer_question(engine, earlier, question, collection)
         if answer is not None:
             history.append({"role": "assistant", "content": answer.text, "answer": answer})
 
 
-def answer_question(engine: Engine, question: str, collection: str) -> Answer | None:
+def answer_question(
+    engine: Engine, earlier: list[str], question: str, collection: str
+) -> Answer | None:
     try:
         with st.spinner("Searching your documents…"):
-            stream = engine.stream(question, collection)
+            stream = engine.chat(earlier, question, collection, where=st.session_state.get("where"))
         st.write_stream(iter(stream))
     except USER_ERRORS as exc:
         st.warning(str(exc))
@@ -96,6 +99,12 @@ def sidebar(engine: Engine) -> str:
         options = sorted(set(names) | {default})
         collection = st.selectbox("Collection", options, index=options.index(default))
         counts = st.container()
+        st.text_input(
+            "Only files matching",
+            key="where",
+            placeholder="e.g. *.pdf or */contracts/*",
+            help="A glob on the file path; leave empty to search everything.",
+        )
         st.subheader("Add documents")
         uploads = st.file_uploader(
             "Files are stored on this machine only",

@@ -33,6 +33,7 @@ def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> Loade
         empty: list[int] = []
         read_by_ocr: list[int] = []
         can_ocr = ocr and tesseract_available(warnings)
+        headings = outline_headings(pdf, page_count)
         for index in range(page_count):
             page = pdf[index]
             try:
@@ -46,7 +47,7 @@ def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> Loade
             finally:
                 page.close()
             if text:
-                sections.append(Section(text=text, page=index + 1))
+                sections.append(Section(text=text, page=index + 1, heading=headings[index]))
             else:
                 empty.append(index + 1)
     finally:
@@ -60,6 +61,36 @@ def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> Loade
         hint = "" if ocr else "; --ocr reads them"
         warnings.append(f"no text layer on page(s) {compact_ranges(empty)} (scanned?){hint}")
     return LoadedFile(sections=sections, title=title, parser="pypdfium2", warnings=warnings)
+
+
+def outline_headings(pdf, page_count: int) -> list[str]:
+    """Each page's heading path from the PDF outline (bookmarks): 'Chapter > Section'."""
+    headings = [""] * page_count
+    try:
+        items = []
+        for mark in pdf.get_toc(max_depth=6):
+            dest = mark.get_dest()
+            page_index = dest.get_index() if dest is not None else None
+            items.append((page_index, mark.level, (mark.get_title() or "").strip()))
+    except Exception:  # a damaged outline must not cost the text
+        return headings
+    starts: list[tuple[int, str]] = []
+    stack: list[tuple[int, str]] = []
+    for page_index, level, title in items:
+        if page_index is None or not title or not 0 <= page_index < page_count:
+            continue
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title))
+        starts.append((page_index, " > ".join(t for _, t in stack)[:300]))
+    starts.sort(key=lambda item: item[0])
+    current, position = "", 0
+    for page in range(page_count):
+        while position < len(starts) and starts[position][0] <= page:
+            current = starts[position][1]
+            position += 1
+        headings[page] = current
+    return headings
 
 
 def tesseract_available(warnings: list[str]) -> bool:
