@@ -180,14 +180,18 @@ def test_ingest_subcommands_have_help(sub, capsys):
     assert capsys.readouterr().out.startswith(f"usage: ingest {sub}")
 
 
-def test_chat_reads_questions_from_stdin_and_keeps_context(fake_models, capsys, monkeypatch, tmp_path):
+def test_chat_reads_questions_from_stdin_and_keeps_context(
+    fake_models, capsys, monkeypatch, tmp_path
+):
     import io
 
     (tmp_path / "a.md").write_text("# Widget\n\nThe widget flag WX_FAST defaults to off.\n")
     (tmp_path / "b.md").write_text("# Gadget\n\nThe gadget default value is blue.\n")
     ingest.cli.main([str(tmp_path), "--json"])
     capsys.readouterr()
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is the WX_FAST widget flag?\nAnd its default value?\n"))
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("What is the WX_FAST widget flag?\nAnd its default value?\n")
+    )
     assert rag.cli.main(["chat", "--top-k", "1"]) == 0
     out = capsys.readouterr().out
     assert out.count("rag> Twenty-two days [1].") == 2

@@ -70,14 +70,18 @@ def test_stats_counts_documents_and_chunks(settings, fake_embedder, filled):
     assert engine.stats("other")["chunks"] == 0
 
 
-def test_follow_up_question_retrieves_the_earlier_subject(settings, fake_embedder, fake_llm, tmp_path):
+def test_follow_up_question_retrieves_the_earlier_subject(
+    settings, fake_embedder, fake_llm, tmp_path
+):
     docs = tmp_path / "limits"
     docs.mkdir()
     (docs / "columns.md").write_text(
         "# Column limit\n\nSQLITE_MAX_COLUMN sets how many columns a table may have. "
         "Its default value is 2000.\n"
     )
-    (docs / "pages.md").write_text("# Page size\n\nThe default value of the page size is 4096 bytes.\n")
+    (docs / "pages.md").write_text(
+        "# Page size\n\nThe default value of the page size is 4096 bytes.\n"
+    )
     (docs / "cache.md").write_text("# Cache\n\nThe default value of the cache size is -2000.\n")
     Ingestor(settings, embedder=fake_embedder).ingest([docs])
     engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
@@ -96,7 +100,9 @@ def test_where_filter_limits_sources_to_matching_paths(settings, fake_embedder, 
         engine.retrieve("leave", where="path:")
 
 
-def test_weak_evidence_is_refused_without_calling_the_model(settings, fake_embedder, fake_llm, filled):
+def test_weak_evidence_is_refused_without_calling_the_model(
+    settings, fake_embedder, fake_llm, filled
+):
     strict = settings.model_copy(update={"refuse_below": 0.99})
     engine = build_engine(strict, embedder=fake_embedder, llm=fake_llm)
     answer = engine.ask("annual leave days")
