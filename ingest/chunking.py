@@ -20,7 +20,11 @@ HIDDEN_KEYS = ["file", "file_name", "page", "sha256", "parser", "chunk_index", "
 class Chunker:
     """Splits documents into chunks sized in the embedding model's own tokens."""
 
-    def __init__(self, chunk_size: int, chunk_overlap: int, tokenizer=None) -> None:
+    def __init__(
+        self, chunk_size: int, chunk_overlap: int, tokenizer=None, embed_headings: bool = True
+    ) -> None:
+        # With embed_headings the title and heading path are part of the embedded text.
+        self.hidden = HIDDEN_KEYS if embed_headings else [*HIDDEN_KEYS, "title", "heading"]
         self.markdown = MarkdownNodeParser(header_path_separator=HEADING_SEP)
         self.splitter = SentenceSplitter(
             chunk_size=chunk_size,
@@ -49,8 +53,8 @@ class Chunker:
             document = Document(
                 text=section.text,
                 metadata=metadata,
-                excluded_embed_metadata_keys=list(HIDDEN_KEYS),
-                excluded_llm_metadata_keys=list(HIDDEN_KEYS),
+                excluded_embed_metadata_keys=list(self.hidden),
+                excluded_llm_metadata_keys=list(self.hidden),
             )
             if section.markdown:
                 for node in self.markdown.get_nodes_from_documents([document]):
@@ -67,8 +71,8 @@ class Chunker:
             if not node.get_content().strip():
                 continue
             node.metadata["chunk_index"] = len(kept)
-            node.excluded_embed_metadata_keys = list(HIDDEN_KEYS)
-            node.excluded_llm_metadata_keys = list(HIDDEN_KEYS)
+            node.excluded_embed_metadata_keys = list(self.hidden)
+            node.excluded_llm_metadata_keys = list(self.hidden)
             node.id_ = f"{key}-{len(kept):05d}"
             node.relationships = {}
             kept.append(node)

@@ -43,7 +43,9 @@ def _init_worker(settings_json: str, ocr: bool) -> None:
     global _worker_chunker, _worker_options
     settings = Settings.model_validate_json(settings_json)
     tokenizer = load_chunk_tokenizer(settings)
-    _worker_chunker = Chunker(settings.chunk_size, settings.chunk_overlap, tokenizer)
+    _worker_chunker = Chunker(
+        settings.chunk_size, settings.chunk_overlap, tokenizer, settings.embed_headings
+    )
     _worker_options = load_options(settings, ocr)
 
 

@@ -137,6 +137,7 @@ class Ingestor:
                     settings.embed_model,
                     str(settings.chunk_size),
                     str(settings.chunk_overlap),
+                    f"headings={settings.embed_headings}",
                     PARSER_VERSION,
                     f"ocr={ocr}",
                 ]
@@ -157,7 +158,10 @@ class Ingestor:
 
             tokenizer = load_chunk_tokenizer(self.settings)
             self._chunker = Chunker(
-                self.settings.chunk_size, self.settings.chunk_overlap, tokenizer
+                self.settings.chunk_size,
+                self.settings.chunk_overlap,
+                tokenizer,
+                self.settings.embed_headings,
             )
         return self._chunker
 

@@ -72,7 +72,7 @@ def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
     import bm25s
 
     collection = collection if collection is not None else store.get_collection(settings, name)
-    ids, texts = store.all_texts(collection)
+    ids, texts = store.all_texts(collection, with_headings=settings.embed_headings)
     retriever = bm25s.BM25()
     if ids:
         retriever.index([tokenize(t) for t in texts], show_progress=False)

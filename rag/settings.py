@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(220, ge=32, le=8192, description="Chunk size in embedding tokens.")
     chunk_overlap: int = Field(30, ge=0, le=4096)
+    embed_headings: bool = Field(
+        True, description="Embed and keyword-index each chunk with its title and heading path."
+    )
     top_k: int = Field(5, ge=1, le=100)
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid", description="Dense, BM25 keyword, or both fused with reciprocal rank fusion."

@@ -183,7 +183,7 @@ def all_ids(collection) -> set[str]:
         offset += 5000
 
 
-def all_texts(collection) -> tuple[list[str], list[str]]:
+def all_texts(collection, with_headings: bool = True) -> tuple[list[str], list[str]]:
     """Every chunk's id and searchable text (title, heading and passage), read in pages."""
     ids: list[str] = []
     texts: list[str] = []
@@ -195,7 +195,8 @@ def all_texts(collection) -> tuple[list[str], list[str]]:
         ):
             meta = meta or {}
             ids.append(chunk_id)
-            texts.append(f"{meta.get('title', '')}\n{meta.get('heading', '')}\n{text or ''}")
+            head = f"{meta.get('title', '')}\n{meta.get('heading', '')}\n" if with_headings else ""
+            texts.append(head + (text or ""))
         if len(page["ids"]) < 5000:
             return ids, texts
         offset += 5000
