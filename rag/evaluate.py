@@ -235,12 +235,13 @@ def run(
     outcomes = []
     for question in questions:
         started = time.perf_counter()
-        retrieval = engine.retrieve(question.question, collection, top_k=max(k, 10))
+        retrieval = engine.retrieve(question.question, collection, top_k=k)
         retrieve_s = time.perf_counter() - started
+        ranked = retrieval if k >= 10 else engine.retrieve(question.question, collection, top_k=10)
         outcome = Outcome(
             question=question,
-            retrieved=[(s.file, s.page) for s in retrieval.sources],
-            refused=retrieval.refused,
+            retrieved=[(s.file, s.page) for s in ranked.sources],
+            refused=retrieval.refused,  # decided on the k passages an answer would use
             retrieve_s=retrieve_s,
         )
         if generate:

@@ -8,6 +8,7 @@ about a second); a query rebuilds it first if its chunk count no longer matches 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import threading
@@ -35,11 +36,34 @@ def tokenize(text: str) -> list[str]:
 
 
 class KeywordIndex:
-    """Chunk ids and their BM25 index."""
+    """Chunk ids, their BM25 index, and document frequencies for evidence checks."""
 
-    def __init__(self, ids: list[str], retriever) -> None:
+    def __init__(self, ids: list[str], retriever, doc_freq: dict[str, int] | None = None) -> None:
         self.ids = ids
         self.retriever = retriever
+        self.doc_freq = doc_freq or {}
+
+    def idf(self, token: str) -> float:
+        n = max(len(self.ids), 1)
+        return math.log(
+            1 + (n - self.doc_freq.get(token, 0) + 0.5) / (self.doc_freq.get(token, 0) + 0.5)
+        )
+
+    def coverage(self, question: str, passages: list[str]) -> float:
+        """Share of the question's information (IDF-weighted words) found in the best passage.
+
+        A question about something the documents never mention keeps words no passage has.
+        """
+        words = {t for t in tokenize(question) if not re.search(r"[-_./:]", t)}
+        words = words or set(tokenize(question))
+        total = sum(self.idf(w) for w in words)
+        if not total:
+            return 0.0
+        best = 0.0
+        for passage in passages:
+            present = set(tokenize(passage))
+            best = max(best, sum(self.idf(w) for w in words if w in present) / total)
+        return best
 
     def search(
         self, query: str, limit: int, allowed: set[str] | None = None
@@ -74,18 +98,24 @@ def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
     collection = collection if collection is not None else store.get_collection(settings, name)
     ids, texts = store.all_texts(collection, with_headings=settings.embed_headings)
     retriever = bm25s.BM25()
+    tokenized = [tokenize(t) for t in texts]
+    doc_freq: dict[str, int] = {}
+    for tokens in tokenized:
+        for token in set(tokens):
+            doc_freq[token] = doc_freq.get(token, 0) + 1
     if ids:
-        retriever.index([tokenize(t) for t in texts], show_progress=False)
+        retriever.index(tokenized, show_progress=False)
     folder = index_dir(settings, name)
     staging = folder.with_name(folder.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     if ids:
         retriever.save(str(staging / "bm25"))
+    (staging / "doc_freq.json").write_text(json.dumps(doc_freq))
     (staging / "ids.json").write_text(json.dumps(ids))
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    index = KeywordIndex(ids, retriever)
+    index = KeywordIndex(ids, retriever, doc_freq)
     with _lock:
         _cache[str(folder)] = ((folder / "ids.json").stat().st_mtime, index)
     return index
@@ -107,7 +137,11 @@ def load(settings: Settings, name: str, collection) -> KeywordIndex:
         ids = json.loads(ids_file.read_text())
         if len(ids) == count:
             retriever = bm25s.BM25.load(str(folder / "bm25")) if ids else bm25s.BM25()
-            index = KeywordIndex(ids, retriever)
+            freq_file = folder / "doc_freq.json"
+            doc_freq = json.loads(freq_file.read_text()) if freq_file.exists() else None
+            if doc_freq is None:
+                return build(settings, name, collection)
+            index = KeywordIndex(ids, retriever, doc_freq)
             with _lock:
                 _cache[str(folder)] = (mtime, index)
             return index

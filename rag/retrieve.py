@@ -22,6 +22,7 @@ class Retrieval:
 
     sources: list[SourceRef]
     best_score: float
+    coverage: float
     refused: bool
 
 
@@ -58,17 +59,15 @@ class Retriever:
         pool = max(self.settings.candidates, top_k)
         chroma_where, allowed = self._filter(parse_where(where))
         if allowed is not None and not allowed:
-            return Retrieval([], 0.0, True)
+            return Retrieval([], 0.0, 0.0, True)
         query_vector = self.embedder.get_query_embedding(question)
         dense = (
             []
             if mode == "keyword"
             else store.nearest(self.collection, query_vector, pool, chroma_where)
         )
-        sparse: list[tuple[str, float]] = []
-        if mode != "dense":
-            index = keyword.load(self.settings, self.name, self.collection)
-            sparse = index.search(question, pool, allowed)
+        index = keyword.load(self.settings, self.name, self.collection)
+        sparse = [] if mode == "dense" else index.search(question, pool, allowed)
         fused = fuse([[hit["id"] for hit in dense], [chunk_id for chunk_id, _ in sparse]])
         found = {hit["id"]: hit for hit in dense}
         missing = [chunk_id for chunk_id in fused if chunk_id not in found]
@@ -80,9 +79,18 @@ class Retriever:
         ]
         if self.reranker is not None:
             candidates = self.reranker.rerank(question, candidates[: max(top_k * 4, 20)])
-        sources = candidates[:top_k]
+        sources = diversify(candidates, top_k, self.settings.max_chunks_per_file)
         best = max((s.score for s in sources), default=0.0)
-        return Retrieval(sources, best, refused=best < self.settings.refuse_below)
+        coverage = index.coverage(question, [f"{s.title} {s.heading} {s.text}" for s in sources])
+        return Retrieval(sources, best, coverage, refused=self.weak(best, coverage))
+
+    def weak(self, best: float, coverage: float) -> bool:
+        """Too little evidence to answer: passages neither close in meaning nor sharing the
+        question's distinctive words (thresholds calibrated with `rag eval`, docs/quality.md)."""
+        s = self.settings
+        return best < s.refuse_below or (
+            best < s.refuse_unless_similar and coverage < s.refuse_min_coverage
+        )
 
     def _filter(self, glob: str | None) -> tuple[dict | None, set[str] | None]:
         """Chroma `where` and the allowed chunk ids for a path glob (None, None: no filter)."""
@@ -104,6 +112,25 @@ def fuse(rankings: list[list[str]]) -> list[str]:
         for rank, chunk_id in enumerate(ranking, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
     return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
+
+
+def diversify(sources: list[SourceRef], top_k: int, per_file: int) -> list[SourceRef]:
+    """The best `top_k`, at most `per_file` from one file while others are left: one long
+    document must not push every other file out of the answer (0 = no limit)."""
+    if per_file <= 0:
+        return sources[:top_k]
+    chosen: list[SourceRef] = []
+    held_back: list[SourceRef] = []
+    counts: dict[str, int] = {}
+    for source in sources:
+        if len(chosen) >= top_k:
+            break
+        if counts.get(source.file, 0) < per_file:
+            chosen.append(source)
+            counts[source.file] = counts.get(source.file, 0) + 1
+        else:
+            held_back.append(source)
+    return (chosen + held_back)[:top_k]
 
 
 def dot(a, b) -> float:

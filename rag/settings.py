@@ -73,8 +73,17 @@ class Settings(BaseSettings):
         "hybrid", description="Dense, BM25 keyword, or both fused with reciprocal rank fusion."
     )
     candidates: int = Field(30, ge=1, le=1000, description="Hits taken from each retriever.")
+    max_chunks_per_file: int = Field(
+        3, ge=0, le=100, description="Most passages from one file in an answer's sources (0: any)."
+    )
     refuse_below: float = Field(
-        0.0, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
+        0.30, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
+    )
+    refuse_unless_similar: float = Field(
+        0.65, ge=-1.0, le=1.0, description="Below this cosine, also require word coverage."
+    )
+    refuse_min_coverage: float = Field(
+        0.34, ge=0.0, le=1.0, description="Share of the question's distinctive words needed."
     )
     rerank_model: str = Field("", description="Local CrossEncoder folder; empty = no reranker.")
     embed_query_prefix: str = Field("", description="Prepended to questions (e5: 'query: ').")

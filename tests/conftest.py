@@ -33,9 +33,14 @@ def rag_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+# The refusal thresholds are calibrated for the real embedding model; the fakes' scores mean
+# nothing, so tests with fakes switch refusal off (tests of refusal switch it back on).
+NO_REFUSAL = {"refuse_below": -1.0, "refuse_unless_similar": -1.0}
+
+
 @pytest.fixture
 def settings(rag_home):
-    return load_settings()
+    return load_settings(**NO_REFUSAL)
 
 
 class FakeEmbedding(BaseEmbedding):

@@ -8,13 +8,15 @@ import ingest.cli
 import ingest.pipeline
 import rag.cli
 import rag.engine
-from tests.conftest import DATA, ROOT, FakeLLM
+from tests.conftest import DATA, NO_REFUSAL, ROOT, FakeLLM
 
 
 @pytest.fixture
 def fake_models(monkeypatch, fake_embedder):
     """Wire the fakes in at the loaders, the seam where CLIs get their models."""
     llm = FakeLLM(reply="Twenty-two days [1].")
+    for key in NO_REFUSAL:
+        monkeypatch.setenv(f"RAG_{key.upper()}", "-1")
     monkeypatch.setattr(ingest.pipeline, "load_embedder", lambda settings: fake_embedder)
     monkeypatch.setattr(rag.engine, "load_embedder", lambda settings: fake_embedder)
     monkeypatch.setattr(rag.engine, "load_llm", lambda settings: llm)
