@@ -133,3 +133,45 @@ def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedd
         for name in ("default", "parallel")
     }
     assert ids["default"] == ids["parallel"] and ids["default"]
+
+
+def test_keyword_index_follows_adds_updates_and_removals(ingestor, settings, tmp_path):
+    from rag import keyword
+
+    folder = tmp_path / "kw"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nThe zebra code ZX-1 lives here.\n")
+    (folder / "b.md").write_text("# B\n\nThe yak code YK-2 lives here.\n")
+    ingestor.ingest([folder])
+    collection = store.get_collection(settings)
+
+    def top(query):
+        hits = keyword.load(settings, "default", collection).search(query, 1)
+        chunk = store.chunks_by_id(collection, [hits[0][0]])[hits[0][0]] if hits else None
+        return chunk["meta"]["file"].rsplit("/", 1)[1] if chunk else None
+
+    assert top("ZX-1") == "a.md"
+    (folder / "a.md").write_text("# A\n\nThe zebra code is now QQ-9.\n")
+    ingestor.ingest([folder])
+    assert top("ZX-1") is None and top("QQ-9") == "a.md"
+    ingestor.remove([folder / "b.md"])
+    assert top("YK-2") is None
+
+
+def test_embedding_prefixes_for_e5_style_models():
+    from rag.embedding import SentenceEmbedding
+
+    class RecordingModel:
+        seen: list[str] = []
+
+        def encode(self, texts, **kwargs):
+            import numpy as np
+
+            self.seen.extend(texts)
+            return np.zeros((len(texts), 3))
+
+    model = RecordingModel()
+    embedder = SentenceEmbedding.wrap(model, "e5", 8, "query: ", "passage: ")
+    embedder.get_query_embedding("how big?")
+    embedder.get_text_embedding_batch(["some text", "more"])
+    assert model.seen == ["query: how big?", "passage: some text", "passage: more"]
