@@ -18,6 +18,18 @@ from rag.store import StoreError
 USER_ERRORS = (SettingsError, StoreError, ModelError, EmptyCollectionError, ValueError)
 
 
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """--collection, --top-k and --where, shared by the commands that search."""
+    parser.add_argument("--collection", "-c", help="collection to search (default: 'default')")
+    parser.add_argument(
+        "--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)"
+    )
+    parser.add_argument(
+        "--where",
+        help="only files whose path matches a glob, e.g. 'path:*.pdf' or 'path:*/contracts/*'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -38,12 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ask.add_argument("question", metavar="QUESTION", help="the question, in quotes")
-    ask.add_argument("--collection", "-c", help="collection to search (default: 'default')")
-    ask.add_argument("--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)")
-    ask.add_argument(
-        "--where",
-        help="only files whose path matches a glob, e.g. 'path:*.pdf' or 'path:*/contracts/*'",
-    )
+    add_search_options(ask)
     ask.add_argument(
         "--json",
         action="store_true",
@@ -59,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             "searched together with the previous question. Empty line or Ctrl+D ends."
         ),
     )
-    chat.add_argument("--collection", "-c", help="collection to search (default: 'default')")
-    chat.add_argument("--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)")
-    chat.add_argument("--where", help="only files whose path matches a glob, e.g. 'path:*.pdf'")
+    add_search_options(chat)
     chat.set_defaults(handler=run_chat)
 
     evaluate = sub.add_parser(
