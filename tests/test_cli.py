@@ -25,7 +25,15 @@ def fake_models(monkeypatch, fake_embedder):
 
 @pytest.mark.parametrize(
     "argv",
-    [["rag"], ["rag", "ask"], ["rag", "status"], ["rag", "ui"], ["ingest"]],
+    [
+        ["rag"],
+        ["rag", "ask"],
+        ["rag", "chat"],
+        ["rag", "eval"],
+        ["rag", "status"],
+        ["rag", "ui"],
+        ["ingest"],
+    ],
 )
 def test_every_command_has_help(argv, capsys):
     main = ingest.cli.main if argv[0] == "ingest" else rag.cli.main
@@ -38,7 +46,9 @@ def test_every_command_has_help(argv, capsys):
 
 def test_readme_documents_every_command():
     readme = (ROOT / "README.md").read_text()
-    for command in ["make run", "make test", "rag ask", "rag ui", "rag status", "ingest "]:
+    commands = ["make run", "make test", "rag ask", "rag chat", "rag eval", "rag ui", "rag status"]
+    commands += ["ingest PATH", "ingest remove", "ingest list", "ingest collections"]
+    for command in commands:
         assert command in readme
 
 
