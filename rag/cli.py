@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=run_eval)
 
+    model = sub.add_parser(
+        "model",
+        help="show the language model in use (rag model info)",
+        description="Load the configured GGUF model and show its architecture, trained context "
+        "length, quantization, the context and threads in use, and where its chat template "
+        "comes from.",
+    )
+    model.add_argument("action", choices=["info"], help="info: describe the model")
+    model.add_argument("--json", action="store_true", help="print one JSON object")
+    model.set_defaults(handler=run_model)
+
     status = sub.add_parser(
         "status",
         help="show collections, document and chunk counts, and the models in use",
@@ -201,6 +212,16 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(file=sys.stderr)
     result = evaluate.report(outcomes)
     print(json.dumps(result, ensure_ascii=False) if args.json else evaluate.format_table(result))
+    return 0
+
+
+def run_model(args: argparse.Namespace, settings: Settings) -> int:
+    info = build_engine(settings).llm.describe()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key:24} {value}")
     return 0
 
 

@@ -21,6 +21,25 @@ class ChatModel(Protocol):
 
     n_ctx: int
 
+    def describe(self) -> dict:
+        """What `rag model info` shows: file, architecture, sizes, quantization, template."""
+        meta = self.metadata
+        arch = meta.get("general.architecture", "unknown")
+        template = meta.get("tokenizer.chat_template", "")
+        return {
+            "file": str(self.path),
+            "name": meta.get("general.name", self.path.stem),
+            "architecture": arch,
+            "parameters": meta.get("general.size_label"),
+            "quantization": GGUF_FILE_TYPES.get(meta.get("general.file_type", ""), "unknown"),
+            "trained_context": int(meta.get(f"{arch}.context_length", 0)) or None,
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+            "chat_format": self.chat_format,
+            "chat_template_from_gguf": bool(template),
+            "file_size_mb": round(self.path.stat().st_size / 1048576, 1),
+        }
+
     def count_tokens(self, text: str) -> int: ...
 
     def stream_chat(
@@ -139,7 +158,9 @@ class LlamaCppChat:
                     n_ctx=settings.n_ctx,
                     n_threads=settings.threads,
                     n_threads_batch=settings.threads,
-                    n_batch=512,
+                    n_batch=settings.n_batch,
+                    n_ubatch=settings.n_batch,
+                    n_gpu_layers=settings.n_gpu_layers,
                     use_mmap=True,
                     verbose=False,
                 )
@@ -149,6 +170,7 @@ class LlamaCppChat:
                 "check that it is a complete GGUF file and RAG_N_CTX fits in memory"
             ) from None
         self.path = path
+        self.threads = settings.threads
         self.n_ctx = self._llama.n_ctx()
         self.lock = threading.Lock()
 
@@ -159,6 +181,25 @@ class LlamaCppChat:
     @property
     def chat_format(self) -> str | None:
         return self._llama.chat_format
+
+    def describe(self) -> dict:
+        """What `rag model info` shows: file, architecture, sizes, quantization, template."""
+        meta = self.metadata
+        arch = meta.get("general.architecture", "unknown")
+        template = meta.get("tokenizer.chat_template", "")
+        return {
+            "file": str(self.path),
+            "name": meta.get("general.name", self.path.stem),
+            "architecture": arch,
+            "parameters": meta.get("general.size_label"),
+            "quantization": GGUF_FILE_TYPES.get(meta.get("general.file_type", ""), "unknown"),
+            "trained_context": int(meta.get(f"{arch}.context_length", 0)) or None,
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+            "chat_format": self.chat_format,
+            "chat_template_from_gguf": bool(template),
+            "file_size_mb": round(self.path.stat().st_size / 1048576, 1),
+        }
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -178,6 +219,28 @@ class LlamaCppChat:
                 delta = chunk["choices"][0]["delta"].get("content")
                 if delta:
                     yield delta
+
+
+# llama.cpp's `general.file_type` codes for the common quantizations.
+GGUF_FILE_TYPES = {
+    "0": "F32",
+    "1": "F16",
+    "2": "Q4_0",
+    "3": "Q4_1",
+    "7": "Q8_0",
+    "8": "Q5_0",
+    "9": "Q5_1",
+    "10": "Q2_K",
+    "11": "Q3_K_S",
+    "12": "Q3_K_M",
+    "13": "Q3_K_L",
+    "14": "Q4_K_S",
+    "15": "Q4_K_M",
+    "16": "Q5_K_S",
+    "17": "Q5_K_M",
+    "18": "Q6_K",
+    "32": "BF16",
+}
 
 
 def load_llm(settings: Settings) -> ChatModel:

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     embed_passage_prefix: str = Field("", description="Prepended to passages (e5: 'passage: ').")
     n_ctx: int = Field(4096, ge=256, le=1_048_576)
     threads: int = Field(default_factory=usable_cores, ge=1, le=1024)
+    n_batch: int = Field(512, ge=8, le=8192, description="Prompt tokens per llama.cpp batch.")
+    n_gpu_layers: int = Field(0, ge=-1, le=1000, description="Layers on a GPU build (-1: all).")
     max_answer_tokens: int = Field(384, ge=16, le=32768)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_file_mb: float = Field(200.0, gt=0)

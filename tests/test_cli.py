@@ -30,6 +30,7 @@ def fake_models(monkeypatch, fake_embedder):
         ["rag", "ask"],
         ["rag", "chat"],
         ["rag", "eval"],
+        ["rag", "model"],
         ["rag", "status"],
         ["rag", "ui"],
         ["ingest"],
@@ -47,6 +48,7 @@ def test_every_command_has_help(argv, capsys):
 def test_readme_documents_every_command():
     readme = (ROOT / "README.md").read_text()
     commands = ["make run", "make test", "rag ask", "rag chat", "rag eval", "rag ui", "rag status"]
+    commands += ["rag model info"]
     commands += ["ingest PATH", "ingest remove", "ingest list", "ingest collections"]
     for command in commands:
         assert command in readme

@@ -148,3 +148,12 @@ def test_a_dozen_kinds_of_broken_files_beside_good_ones(tmp_path):
     stored = {Path(item["file"]).name: item for item in listed if item["status"] == "stored"}
     assert set(stored) == set(good)
     assert all(item["chunks"] > 0 and len(item["sha256"]) == 64 for item in stored.values())
+
+
+def test_model_info_describes_the_embedded_gguf(tmp_path):
+    result = run_cli("rag", "model", "info", "--json", env=dict(os.environ, RAG_HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["architecture"] == "llama" and info["quantization"] == "Q4_1"
+    assert info["trained_context"] == 8192 and info["chat_template_from_gguf"] is True
+    assert info["threads"] >= 1 and info["n_ctx"] == 4096
