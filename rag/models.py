@@ -243,7 +243,67 @@ GGUF_FILE_TYPES = {
 }
 
 
+class OpenAICompatibleChat:
+    """A model served elsewhere (llama.cpp's server, vLLM) through the OpenAI chat API."""
+
+    def __init__(self, settings: Settings) -> None:
+        from llama_index.llms.openai_like import OpenAILike
+
+        self.url = settings.llm_base_url.rstrip("/")
+        self.n_ctx = settings.n_ctx
+        self.threads = 0
+        check_server(self.url, settings.llm_api_key)
+        self._llm = OpenAILike(
+            model=settings.llm_api_model,
+            api_base=self.url,
+            api_key=settings.llm_api_key or "not-needed",
+            is_chat_model=True,
+            context_window=settings.n_ctx,
+            timeout=settings.llm_timeout,
+            max_retries=0,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """An upper estimate (no local tokenizer): about 3 characters per token."""
+        return len(text) // 3 + 1
+
+    def describe(self) -> dict:
+        return {"backend": "openai", "url": self.url, "model": self._llm.model, "n_ctx": self.n_ctx}
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, temperature: float
+    ) -> Iterator[str]:
+        from llama_index.core.llms import ChatMessage
+
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            for part in self._llm.stream_chat(chat, max_tokens=max_tokens, temperature=temperature):
+                if part.delta:
+                    yield part.delta
+        except Exception as exc:
+            raise ModelError(
+                f"the LLM server at {self.url} failed ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
+
+
+def check_server(url: str, key: str) -> None:
+    """Fail early, in one line naming the URL, when the server does not answer."""
+    import httpx
+
+    try:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        httpx.get(f"{url}/models", timeout=5.0, headers=headers).raise_for_status()
+    except Exception as exc:
+        raise ModelError(
+            f"cannot reach the LLM server at {url} ({type(exc).__name__}); start it (e.g. "
+            "`python -m llama_cpp.server --model MODEL.gguf --host 127.0.0.1 --port 8080`), fix "
+            "RAG_LLM_BASE_URL, or set RAG_LLM_BACKEND=llama-cpp"
+        ) from None
+
+
 def load_llm(settings: Settings) -> ChatModel:
+    if settings.llm_backend == "openai":
+        return OpenAICompatibleChat(settings)
     return LlamaCppChat(settings)
 
 

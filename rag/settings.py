@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         1024, ge=1, le=100_000, description="Chunks embedded and written to the store per step."
     )
     llm_model: str = Field("", description="Path to a GGUF file.")
+    llm_backend: Literal["llama-cpp", "openai"] = Field(
+        "llama-cpp", description="In-process llama.cpp, or an OpenAI-compatible server."
+    )
+    llm_base_url: str = Field(
+        "http://127.0.0.1:8080/v1", description="OpenAI-compatible server (llama.cpp, vLLM)."
+    )
+    llm_api_model: str = Field("local", description="Model name sent to the server.")
+    llm_api_key: str = Field("", description="API key for the server, if it wants one.")
+    llm_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the server.")
 
     chunk_size: int = Field(220, ge=32, le=8192, description="Chunk size in embedding tokens.")
     chunk_overlap: int = Field(30, ge=0, le=4096)
