@@ -32,20 +32,25 @@ QUESTIONS = [
 ]
 
 
-def measure_stream(pieces) -> dict:
-    """First-token time and generation rate of a stream of text pieces."""
+def measure_stream(pieces, count_tokens) -> dict:
+    """First-token time and generation rate of a stream of text pieces.
+
+    Tokens are counted in the finished text (a stream may hold text back to check for stop
+    strings, so pieces are not tokens); the rate is tokens after the first / time after it.
+    """
     started = time.perf_counter()
     first = last = None
-    count = 0
-    for _ in pieces:
+    text = []
+    for piece in pieces:
         now = time.perf_counter()
         first = first or now
         last = now
-        count += 1
+        text.append(piece)
     if first is None:
         return {"ttft_s": None, "tokens": 0, "gen_tok_s": None}
-    rate = (count - 1) / (last - first) if count > 1 and last > first else None
-    return {"ttft_s": first - started, "tokens": count, "gen_tok_s": rate}
+    tokens = count_tokens("".join(text))
+    rate = (tokens - 1) / (last - first) if tokens > 1 and last > first else None
+    return {"ttft_s": first - started, "tokens": tokens, "gen_tok_s": rate}
 
 
 def raw_llama(model: str, n_ctx: int, threads: int | None, n_batch: int):
@@ -76,7 +81,11 @@ def raw_run(llama, prompt: str, max_tokens: int, temperature: float) -> dict:
         repeat_penalty=1.1,
         stream=True,
     )
-    return measure_stream(chunk["choices"][0]["text"] for chunk in stream)
+    return measure_stream((chunk["choices"][0]["text"] for chunk in stream), count_with(llama))
+
+
+def count_with(llama):
+    return lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
 def cold_and_warm(home: Path, model: str | None) -> dict:
@@ -160,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         messages = build_messages(question, used)
         t3 = time.perf_counter()
         llm._llama.reset()  # cold prefill for both sides
-        mine = measure_stream(llm.stream_chat(messages, args.max_tokens, settings.temperature))
+        mine = measure_stream(
+            llm.stream_chat(messages, args.max_tokens, settings.temperature), count_with(raw)
+        )
         breakdown["embed_s"].append(t1 - t0)
         breakdown["retrieve_s"].append((t2 - t1) - (t1 - t0))
         breakdown["prompt_s"].append(t3 - t2)

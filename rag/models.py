@@ -170,6 +170,7 @@ class LlamaCppChat:
                 "check that it is a complete GGUF file and RAG_N_CTX fits in memory"
             ) from None
         self.path = path
+        self._formatter = chat_formatter(self._llama)
         self.threads = settings.threads
         self.n_ctx = self._llama.n_ctx()
         self.lock = threading.Lock()
@@ -208,17 +209,34 @@ class LlamaCppChat:
         self, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Iterator[str]:
         with self.lock:
-            stream = self._llama.create_chat_completion(
-                messages=messages,
+            if self._formatter is None:  # no template in the GGUF: llama-cpp-python's guess
+                stream = self._llama.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    repeat_penalty=1.1,
+                    stream=True,
+                )
+                for chunk in stream:
+                    delta = chunk["choices"][0]["delta"].get("content")
+                    if delta:
+                        yield delta
+                return
+            # The GGUF's own template, then plain completion: the same per-token path as raw
+            # llama-cpp-python, without the chat wrapper's per-chunk conversion.
+            prompt = self._formatter(messages=messages).prompt
+            tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            stream = self._llama.create_completion(
+                prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 repeat_penalty=1.1,
                 stream=True,
             )
             for chunk in stream:
-                delta = chunk["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
+                text = chunk["choices"][0]["text"]
+                if text:
+                    yield text
 
 
 # llama.cpp's `general.file_type` codes for the common quantizations.
@@ -241,6 +259,18 @@ GGUF_FILE_TYPES = {
     "18": "Q6_K",
     "32": "BF16",
 }
+
+
+def chat_formatter(llama):
+    """A formatter for the chat template stored in the GGUF (None when the file has none)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "ignore")
+    bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "ignore")
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
 
 class OpenAICompatibleChat:
