@@ -174,6 +174,8 @@ class LlamaCppChat:
         self.threads = settings.threads
         self.n_ctx = self._llama.n_ctx()
         self.lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._waiting = 0
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -208,35 +210,52 @@ class LlamaCppChat:
     def stream_chat(
         self, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Iterator[str]:
-        with self.lock:
-            if self._formatter is None:  # no template in the GGUF: llama-cpp-python's guess
-                stream = self._llama.create_chat_completion(
-                    messages=messages,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    repeat_penalty=1.1,
-                    stream=True,
-                )
-                for chunk in stream:
-                    delta = chunk["choices"][0]["delta"].get("content")
-                    if delta:
-                        yield delta
-                return
-            # The GGUF's own template, then plain completion: the same per-token path as raw
-            # llama-cpp-python, without the chat wrapper's per-chunk conversion.
-            prompt = self._formatter(messages=messages).prompt
-            tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            stream = self._llama.create_completion(
-                prompt=tokens,
+        with self._queue_lock:
+            self._waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._queue_lock:
+                self._waiting -= 1
+        try:
+            yield from self._stream(messages, max_tokens, temperature)
+        finally:
+            self.lock.release()
+
+    @property
+    def queue_length(self) -> int:
+        """Questions ahead of a new one: the one being answered and those waiting."""
+        return self._waiting + (1 if self.lock.locked() else 0)
+
+    def _stream(self, messages, max_tokens: int, temperature: float) -> Iterator[str]:
+        if self._formatter is None:  # no template in the GGUF: llama-cpp-python's guess
+            stream = self._llama.create_chat_completion(
+                messages=messages,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 repeat_penalty=1.1,
                 stream=True,
             )
             for chunk in stream:
-                text = chunk["choices"][0]["text"]
-                if text:
-                    yield text
+                delta = chunk["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+            return
+        # The GGUF's own template, then plain completion: the same per-token path as raw
+        # llama-cpp-python, without the chat wrapper's per-chunk conversion.
+        prompt = self._formatter(messages=messages).prompt
+        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        stream = self._llama.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            repeat_penalty=1.1,
+            stream=True,
+        )
+        for chunk in stream:
+            text = chunk["choices"][0]["text"]
+            if text:
+                yield text
 
 
 # llama.cpp's `general.file_type` codes for the common quantizations.

@@ -64,7 +64,16 @@ def answer_question(
     try:
         with st.spinner("Searching your documents…"):
             stream = engine.chat(earlier, question, collection, where=st.session_state.get("where"))
-        st.write_stream(iter(stream))
+        # Any click reruns the page, which stops the stream: the model is pulled token by token,
+        # so it stops generating too and the next question gets it at once.
+        st.button("Stop", key=f"stop-{len(st.session_state['history'].get(collection, []))}")
+        waiting = st.empty()
+        ahead = getattr(engine.llm, "queue_length", 0)
+        if ahead:
+            waiting.info(
+                f"{ahead} question(s) ahead of yours; your answer starts when they finish."
+            )
+        st.write_stream(clear_on_first(iter(stream), waiting))
     except USER_ERRORS as exc:
         st.warning(str(exc))
         return None
@@ -72,6 +81,14 @@ def answer_question(
     if answer is not None:
         show_sources(answer)
     return answer
+
+
+def clear_on_first(pieces, placeholder):
+    """Pass the stream through, clearing the waiting notice when the first piece arrives."""
+    for number, piece in enumerate(pieces):
+        if number == 0:
+            placeholder.empty()
+        yield piece
 
 
 def show_sources(answer: Answer) -> None:
