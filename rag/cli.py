@@ -91,12 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser(
         "model",
-        help="show the language model in use (rag model info)",
-        description="Load the configured GGUF model and show its architecture, trained context "
-        "length, quantization, the context and threads in use, and where its chat template "
-        "comes from.",
+        help="show the language model (info) or download Llama 3.1 8B (pull)",
+        description="info: load the configured GGUF model and show its architecture, trained "
+        "context length, quantization, the context and threads in use, and where its chat "
+        "template comes from. pull: download a Llama 3.1 8B Instruct GGUF (Q4_K_M) into "
+        "RAG_HOME/models with huggingface_hub when this machine is online, verify its size, "
+        "SHA-256 and format, and print the setting to use. Nothing else ever goes online.",
     )
-    model.add_argument("action", choices=["info"], help="info: describe the model")
+    model.add_argument(
+        "action",
+        choices=["info", "pull"],
+        help="info: describe the model; pull: download Llama 3.1 8B Instruct Q4_K_M (online only)",
+    )
+    model.add_argument("--repo", help="Hugging Face repository for pull (a Llama 3.1 GGUF repo)")
+    model.add_argument("--file", help="GGUF file name in that repository")
     model.add_argument("--json", action="store_true", help="print one JSON object")
     model.set_defaults(handler=run_model)
 
@@ -216,6 +224,20 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_model(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "pull":
+        from rag import model_pull
+
+        pulled = model_pull.pull(
+            settings, args.repo or model_pull.DEFAULT_REPO, args.file or model_pull.DEFAULT_FILE
+        )
+        if args.json:
+            print(
+                json.dumps({"file": str(pulled.path), "size": pulled.size, "sha256": pulled.sha256})
+            )
+        else:
+            print(f"downloaded and verified {pulled.path} ({pulled.size / 1e9:.2f} GB)")
+            print(f"use it with:\n  {pulled.setting()}")
+        return 0
     info = build_engine(settings).llm.describe()
     if args.json:
         print(json.dumps(info))

@@ -48,7 +48,7 @@ def test_every_command_has_help(argv, capsys):
 def test_readme_documents_every_command():
     readme = (ROOT / "README.md").read_text()
     commands = ["make run", "make test", "rag ask", "rag chat", "rag eval", "rag ui", "rag status"]
-    commands += ["rag model info"]
+    commands += ["rag model info", "rag model pull"]
     commands += ["ingest PATH", "ingest remove", "ingest list", "ingest collections"]
     for command in commands:
         assert command in readme
