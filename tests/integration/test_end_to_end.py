@@ -157,3 +157,21 @@ def test_model_info_describes_the_embedded_gguf(tmp_path):
     assert info["architecture"] == "llama" and info["quantization"] == "Q4_1"
     assert info["trained_context"] == 8192 and info["chat_template_from_gguf"] is True
     assert info["threads"] >= 1 and info["n_ctx"] == 4096
+
+
+def test_context_larger_than_n_ctx_is_answered_with_fewer_passages(sample_home):
+    env = dict(os.environ, RAG_HOME=str(sample_home), RAG_N_CTX="1024", RAG_MAX_ANSWER_TOKENS="128")
+    result = run_cli(
+        "rag",
+        "ask",
+        "What are the rules for travel and expenses?",
+        "--top-k",
+        "12",
+        "--json",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["sources"]) == 12
+    assert 1 <= data["chunks_used"] < 12
+    assert data["answer"].strip()
