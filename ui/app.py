@@ -73,7 +73,13 @@ def answer_question(
             waiting.info(
                 f"{ahead} question(s) ahead of yours; your answer starts when they finish."
             )
-        st.write_stream(clear_on_first(iter(stream), waiting))
+        pieces = iter(stream)
+        try:
+            st.write_stream(clear_on_first(pieces, waiting))
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:  # Stop (or leaving the page): free the model right away
+                close()
     except USER_ERRORS as exc:
         st.warning(str(exc))
         return None
