@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
-from ingest.manifest import FileRecord, Manifest, is_under, now
+from ingest.manifest import FileRecord, Manifest, now
 from rag import keyword, store
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
@@ -487,7 +487,3 @@ def recover(manifest: Manifest, collection) -> int:
         deleted += store.delete_ids(collection, orphans)
         manifest.done(journal_id)
     return deleted
-
-
-def under_any(path: str, roots: list[str]) -> bool:
-    return any(is_under(path, root) for root in roots)

@@ -96,10 +96,6 @@ def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:
         return None
 
 
-def embedder_max_tokens(embedder) -> int:
-    return int(getattr(getattr(embedder, "_model", None), "max_seq_length", 0) or 512)
-
-
 class CrossEncoderReranker:
     """Re-orders candidate passages with a sentence-transformers CrossEncoder (local folder)."""
 

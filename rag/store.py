@@ -88,13 +88,6 @@ def collection_names(settings: Settings) -> list[str]:
     return sorted(getattr(c, "name", c) for c in client.list_collections())
 
 
-def vector_store(collection):
-    """A llama-index vector store over one Chroma collection."""
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    return ChromaVectorStore(chroma_collection=collection)
-
-
 def count_chunks(collection) -> int:
     return collection.count() if collection is not None else 0
 
