@@ -6,7 +6,7 @@ Reports files/s, pages/s, chunks/s and peak RSS, and:
   (a) encode_ratio       pipeline chunks/s / raw encode chunks/s (same chunks, model, threads, batch)
   (b) reingest_fraction  re-ingest of the unchanged corpus (CLI wall time) / first ingest time
   (c) big_pdf_peak_rss_mb  peak RSS of `ingest` on the long PDF alone
-  (d) remove_seconds     wall time of `ingest remove` on that PDF
+  (d) remove_seconds     wall time of `ingest remove` of that PDF from the whole corpus
 """
 
 from __future__ import annotations
@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     pdf_s, pdf_rss, pdf_report = peak_rss_of(
         ["ingest", str(long_pdf), "--json", "-c", "bigpdf"], env
     )
-    remove_s, removed = run_cli(["ingest", "remove", str(long_pdf), "-c", "bigpdf", "--json"], env)
+    # Removal is timed in the whole corpus's collection, whose keyword index is rebuilt without it.
+    run_cli(["ingest", str(long_pdf), "--json"], env)
+    remove_s, removed = run_cli(["ingest", "remove", str(long_pdf), "--json"], env)
 
     result = {
         "machine": machine(),
