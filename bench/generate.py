@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rag.models import chat_formatter  # noqa: E402
+
 QUESTIONS = [
     "How many days of paid annual leave do full-time employees get?",
     "What does error code E-214 mean and how do I fix it?",
@@ -61,15 +63,8 @@ def raw_llama(model: str, n_ctx: int, threads: int | None, n_batch: int):
 
 
 def format_prompt(llama, messages: list[dict]) -> str:
-    """The prompt text the GGUF's own chat template makes of these messages."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llama.metadata["tokenizer.chat_template"]
-    eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "ignore")
-    bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "ignore")
-    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(
-        messages=messages
-    ).prompt
+    """The prompt text the GGUF's own chat template makes of these messages (as our path does)."""
+    return chat_formatter(llama)(messages=messages).prompt
 
 
 def raw_run(llama, prompt: str, max_tokens: int, temperature: float) -> dict:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ingest.errors import FileProblem, LoadError, SkipFile
 from ingest.manifest import FileRecord, Manifest, now
 from rag import keyword, store
+from rag.hashing import file_sha256
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 
@@ -105,14 +106,6 @@ def absolute(path: Path) -> Path:
 
 def root_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
     return [str(absolute(Path(p).expanduser())) for p in paths]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

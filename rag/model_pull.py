@@ -6,12 +6,12 @@ client back online for the duration of one download, then verifies what it wrote
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.hashing import file_sha256
 from rag.models import ModelError, check_gguf
 from rag.settings import Settings
 
@@ -69,17 +69,9 @@ def pull(settings: Settings, repo: str = DEFAULT_REPO, filename: str = DEFAULT_F
         raise ModelError(
             f"{local} is {size} bytes, the hub says {expected.size}; run the pull again"
         )
-    digest = sha256_of(local)
+    digest = file_sha256(local)
     etag = (expected.etag or "").strip('"').removeprefix("W/").strip('"')
     if len(etag) == 64 and etag != digest:  # LFS files carry their SHA-256 as the ETag
         raise ModelError(f"{local} has SHA-256 {digest}, the hub says {etag}; run the pull again")
     check_gguf(str(local))
     return Pulled(local, size, digest)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

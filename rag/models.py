@@ -21,24 +21,7 @@ class ChatModel(Protocol):
 
     n_ctx: int
 
-    def describe(self) -> dict:
-        """What `rag model info` shows: file, architecture, sizes, quantization, template."""
-        meta = self.metadata
-        arch = meta.get("general.architecture", "unknown")
-        template = meta.get("tokenizer.chat_template", "")
-        return {
-            "file": str(self.path),
-            "name": meta.get("general.name", self.path.stem),
-            "architecture": arch,
-            "parameters": meta.get("general.size_label"),
-            "quantization": GGUF_FILE_TYPES.get(meta.get("general.file_type", ""), "unknown"),
-            "trained_context": int(meta.get(f"{arch}.context_length", 0)) or None,
-            "n_ctx": self.n_ctx,
-            "threads": self.threads,
-            "chat_format": self.chat_format,
-            "chat_template_from_gguf": bool(template),
-            "file_size_mb": round(self.path.stat().st_size / 1048576, 1),
-        }
+    def describe(self) -> dict: ...
 
     def count_tokens(self, text: str) -> int: ...
 
