@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ingest.loaders import supported_suffixes
 from ingest.manifest import list_collections
+from ingest.names import printable
 from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
 from rag import store
 from rag.cli_support import fail, quiet_libraries, unexpected
@@ -156,7 +157,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"collection '{settings.collection}' holds no files; add some with `ingest PATH`")
     for record in records:
         detail = f"{record.chunks:>6} chunks" if record.status == "stored" else record.error or ""
-        print(f"{record.status:8} {detail:>13}  {record.path}")
+        print(f"{record.status:8} {printable(detail):>13}  {printable(record.path)}")
     return 0
 
 
@@ -209,9 +210,10 @@ def print_report(report: IngestReport) -> None:
         f"{report.unchanged} unchanged, {report.moved} moved, {report.removed} removed, "
         f"{len(report.skipped)} skipped, {len(report.failed)} failed in {report.seconds:.1f}s"
     )
+    # One line per file: names and reasons may hold newlines or other control characters.
     for item in report.skipped:
-        print(f"  skipped {item['file']}: {item['reason']}")
+        print(f"  skipped {printable(item['file'])}: {printable(item['reason'])}")
     for item in report.warnings:
-        print(f"  warning {item['file']}: {item['warning']}")
+        print(f"  warning {printable(item['file'])}: {printable(item['warning'])}")
     for item in report.failed:
-        print(f"  FAILED  {item['file']}: {item['error']}", file=sys.stderr)
+        print(f"  FAILED  {printable(item['file'])}: {printable(item['error'])}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
 from ingest.manifest import FileRecord, Manifest, now
+from ingest.names import escape_bytes, is_utf8, printable, skipped
 from rag import keyword, store
 from rag.hashing import file_sha256
 from rag.models import load_chunk_tokenizer, load_embedder
@@ -77,35 +78,99 @@ Progress = Callable[[Path, str, int], None]
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (recursively, skipping hidden entries) into a sorted file list."""
+    """Expand files and folders (recursively, skipping hidden entries) into a sorted file list.
+
+    Every file keeps the path it was found under. A symbolic link inside a folder is followed
+    only when its target lies inside one of the folders given; a link that leaves them, and a
+    name that is not UTF-8, come back as a SkippedPath whose reason check_readable() raises.
+    """
     found: dict[str, Path] = {}
     roots = [Path(p).expanduser() for p in paths]
-    missing = [str(p) for p in roots if not p.exists() and not p.is_symlink()]
+    missing = [printable(str(p)) for p in roots if not p.exists() and not p.is_symlink()]
     if missing:
         raise MissingPathError(f"no such file or folder: {', '.join(missing)}")
+    folders = [absolute(root) for root in roots if root.is_dir()]
+
+    def add(path: Path) -> None:
+        if not is_utf8(str(path)):
+            kind = "folder" if path.is_dir() else "file"
+            path = skipped(escape_bytes(str(path)), SkipFile(bad_name_reason(kind)))
+        found.setdefault(str(path), path)
+
     for root in roots:
         if not root.is_dir():
-            found.setdefault(str(root.absolute()), absolute(root))
+            add(absolute(root))
             continue
-        for folder, dirs, names in os.walk(root, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        top = absolute(root)
+        if not is_utf8(str(top)):
+            add(top)
+            continue
+        for folder, dirs, names in os.walk(top, followlinks=False):
+            entered = []
+            for name in sorted(dirs):
+                candidate = Path(folder, name)
+                if name.startswith("."):
+                    continue
+                if not is_utf8(name):
+                    add(candidate)
+                elif candidate.is_symlink():  # not entered: its files are found where they lie
+                    if outside(candidate, folders):
+                        add(link_leaves(candidate))
+                else:
+                    entered.append(name)
+            dirs[:] = entered
             for name in sorted(names):
-                if not name.startswith("."):
-                    candidate = absolute(Path(folder, name))
-                    found.setdefault(str(candidate), candidate)
+                candidate = Path(folder, name)
+                if name.startswith("."):
+                    continue
+                if is_utf8(name) and candidate.is_symlink() and outside(candidate, folders):
+                    candidate = link_leaves(candidate)
+                add(candidate)
     return sorted(found.values())
 
 
-def absolute(path: Path) -> Path:
-    """The real path of a file; a broken link or a link loop keeps its own absolute path."""
+def outside(link: Path, folders: list[Path]) -> bool:
+    """True when a link's target exists and lies outside all the folders being ingested."""
     try:
-        return path.resolve(strict=True)
+        target = link.resolve(strict=True)
     except (OSError, RuntimeError):
-        return path.absolute()
+        return False  # a broken link or a loop: check_readable reports it under its own name
+    return not any(target.is_relative_to(folder) for folder in folders)
+
+
+def link_leaves(link: Path) -> Path:
+    target = escape_bytes(str(link.resolve()))
+    return skipped(
+        link,
+        SkipFile(
+            f"symbolic link to {target}, outside the folders being ingested; "
+            "ingest the target by its own path, or copy it into the folder"
+        ),
+    )
+
+
+def bad_name_reason(kind: str) -> str:
+    return (
+        f"{kind} name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8 --notest NAME)"
+    )
+
+
+def absolute(path: Path) -> Path:
+    """The path a file is stored under: a folder by its real path, anything else by its own
+    name in its folder's real path (a file named through a link keeps the link's name)."""
+    path = path.expanduser()
+    if path.is_dir():
+        return path.resolve()
+    try:
+        parent = path.parent.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+    return parent / path.name
 
 
 def root_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
-    return [str(absolute(Path(p).expanduser())) for p in paths]
+    """The given files and folders as discover() stores them, for matching stored records."""
+    return [str(absolute(Path(p))) for p in paths]
 
 
 @dataclass
@@ -382,7 +447,11 @@ def split_copies(items: list[tuple[Path, FileRecord]]):
 
 
 def check_readable(path: Path, max_file_mb: float) -> os.stat_result:
-    """Reject what cannot be a document before reading it: dangling links, folders, huge files."""
+    """Reject what cannot be a document before reading it: what discover() already turned down,
+    dangling links, folders, huge files."""
+    problem = getattr(path, "problem", None)
+    if problem is not None:
+        raise problem
     if not path.exists():
         raise LoadError("broken symbolic link or link loop; fix or remove the link")
     if not path.is_file():
