@@ -4,28 +4,44 @@ ingest PATH... [--sync] [--ocr]      add or update files and folders
 ingest remove PATH...                forget files or folders
 ingest list [--json]                 what is stored, per file
 ingest collections [--json]          collections and their sizes
+ingest check [--repair] [--json]     compare manifest, store and keyword index; mend them
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from ingest.loaders import supported_suffixes
-from ingest.manifest import list_collections
+from ingest.manifest import (
+    UnknownCollectionError,
+    list_collections,
+    manifest_path,
+    manifest_problem,
+)
 from ingest.names import printable
 from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
 from rag import store
 from rag.cli_support import fail, quiet_libraries, unexpected
+from rag.locks import CollectionBusyError
 from rag.models import ModelError
 from rag.settings import Settings, SettingsError, load_settings
 from rag.store import StoreError
 
-SUBCOMMANDS = ("remove", "list", "collections")
-EXIT_HELP = "Exit status: 0 all good, 1 some files failed (the rest are stored), 2 usage error."
+EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
+SUBCOMMANDS = ("remove", "list", "collections", "check")
+EXIT_HELP = (
+    "Exit status: 0 all good, 1 some files failed (the rest are stored) or `check` found "
+    "problems, 2 a usage, settings or store error, 75 the collection is busy (--no-wait)."
+)
+WAIT_HELP = (
+    "fail at once (exit 75) when another command is changing the collection, instead of "
+    "waiting for it to finish"
+)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Other commands: `ingest remove PATH...` forgets files or folders, "
-            "`ingest list [--json]` shows what is stored, `ingest collections` lists collections. "
+            "`ingest list [--json]` shows what is stored, `ingest collections` lists collections, "
+            "`ingest check [--repair]` verifies (and mends) the store. Another command changing "
+            "the same collection is waited for (or refused with --no-wait). "
             f"Formats: {' '.join(supported_suffixes())}. {EXIT_HELP} "
             "Settings come from RAG_* environment variables (see README)."
         ),
@@ -63,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read PDF pages that have no text layer with Tesseract OCR (needs tesseract-ocr)",
     )
+    parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
     parser.add_argument(
         "--if-empty",
         action="store_true",
@@ -79,12 +98,25 @@ def build_sub_parser(command: str) -> argparse.ArgumentParser:
             "Their chunks are deleted unless another path holds the same content.",
         )
         parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to forget")
+        parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
     elif command == "list":
         parser = argparse.ArgumentParser(
             prog="ingest list",
             description="Show every file the collection knows: status (stored, skipped, failed), "
             "chunks, SHA-256 and the reason for failures.",
         )
+    elif command == "check":
+        parser = argparse.ArgumentParser(
+            prog="ingest check",
+            description="Compare the manifest, the store's chunk ids and the keyword index, and "
+            "report unfinished writes, orphan chunks, files whose chunks are missing, stale "
+            "manifest entries and a damaged manifest or keyword index. --repair mends them: "
+            "orphans are deleted, files with missing chunks are embedded again (or forgotten when "
+            "they are gone), the keyword index is rebuilt, and a damaged manifest is rebuilt from "
+            "the store. Exit status 0 clean, 1 problems remain.",
+        )
+        parser.add_argument("--repair", action="store_true", help="mend what is found")
+        parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
     else:
         parser = argparse.ArgumentParser(
             prog="ingest collections", description="List collections with file and chunk counts."
@@ -103,11 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         settings = load_settings(collection=args.collection)
+    except SettingsError as exc:
+        return fail(f"ingest: {exc}", code=2)
+    try:
         return COMMANDS[command](args, settings)
     except MissingPathError as exc:
         return fail(f"ingest: {exc}; check the path", code=2)
+    except CollectionBusyError as exc:
+        return fail(f"ingest: {exc}", code=EXIT_BUSY)
     except (SettingsError, StoreError, ModelError, ValueError) as exc:
         return fail(f"ingest: {exc}", code=2)
+    except sqlite3.Error as exc:
+        path = manifest_path(settings.home, settings.collection)
+        return fail(f"ingest: {manifest_problem(path, exc)}", code=2)
     except KeyboardInterrupt:
         return fail("ingest: interrupted; files stored so far are kept", code=130)
     except Exception as exc:
@@ -125,7 +165,14 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     ingestor = Ingestor(settings, ocr=args.ocr)
     progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
     try:
-        report = ingestor.ingest(args.paths, progress=progress, files=files, sync=args.sync)
+        report = ingestor.ingest(
+            args.paths,
+            progress=progress,
+            files=files,
+            sync=args.sync,
+            wait=not args.no_wait,
+            on_wait=notice,
+        )
     finally:
         close()
     if args.json:
@@ -136,7 +183,7 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    removed, paths = Ingestor(settings).remove(args.paths)
+    removed, paths = Ingestor(settings).remove(args.paths, wait=not args.no_wait, on_wait=notice)
     if args.json:
         print(json.dumps({"removed": removed, "files": paths, "collection": settings.collection}))
     else:
@@ -165,7 +212,10 @@ def run_collections(args: argparse.Namespace, settings: Settings) -> int:
     names = sorted(set(list_collections(settings.home)) | set(store.collection_names(settings)))
     rows = []
     for name in names:
-        records = Ingestor(settings).records(name)
+        try:
+            records = Ingestor(settings).records(name)
+        except UnknownCollectionError:  # in the store but never written by `ingest`
+            records = []
         stored = [r for r in records if r.status == "stored"]
         chunks = store.count_chunks(store.get_collection(settings, name, create=False))
         rows.append({"collection": name, "files": len(stored), "chunks": chunks})
@@ -179,7 +229,43 @@ def run_collections(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"add": run_add, "remove": run_remove, "list": run_list, "collections": run_collections}
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    report = Ingestor(settings).check(repair=args.repair, wait=not args.no_wait, on_wait=notice)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+        return 0 if report.clean else 1
+    print(
+        f"collection '{report.collection}': {report.files} file(s), {report.chunks} chunks in the "
+        f"manifest, {report.store_chunks} in the store"
+    )
+    for line in report.repaired:
+        print(f"  repaired: {line}")
+    for problem in report.problems:
+        where = problem.get("file") or problem.get("content") or ""
+        print(f"  {problem['kind']:8} {problem['detail']}" + (f": {where}" if where else ""))
+    for path in report.gone:
+        print(
+            f"  gone     {path} (no longer on disk; `ingest --sync` or `ingest remove` forgets it)"
+        )
+    if report.clean:
+        print("  clean: manifest, store and keyword index agree")
+    else:
+        print("  problems found; `ingest check --repair` mends them", file=sys.stderr)
+    return 0 if report.clean else 1
+
+
+def notice(message: str) -> None:
+    """Tell the person at the terminal why the command is waiting."""
+    print(f"ingest: {message}", file=sys.stderr, flush=True)
+
+
+COMMANDS = {
+    "add": run_add,
+    "remove": run_remove,
+    "list": run_list,
+    "collections": run_collections,
+    "check": run_check,
+}
 
 
 def progress_bar(total: int, enabled: bool):

@@ -6,7 +6,8 @@ Tables:
             path that answers cite (the newest path holding that content).
 - journal:  write-ahead intents for the store. An `add` intent is written before chunks go to
             Chroma and a `delete` intent before chunks are removed; a crash leaves the intent
-            behind and `recover()` finishes or undoes it, so store and manifest always agree.
+            behind and the next writer's `recover()` finishes or undoes it, so store and manifest
+            always agree. Only the holder of the collection's writer lock (rag.locks) writes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from rag.store import StoreError
+
+# How long a command waits for another process's manifest transaction before giving up.
+BUSY_SECONDS = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -77,17 +83,70 @@ class FileRecord:
         }
 
 
-class Manifest:
-    """One collection's manifest; every change is one SQLite transaction."""
+class ManifestError(StoreError):
+    """The manifest cannot be read or written; the message names the file and the fix."""
 
-    def __init__(self, home: Path, collection: str) -> None:
-        folder = home / "manifests"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{collection}.sqlite3"
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+
+class UnknownCollectionError(ManifestError):
+    """A command named a collection that holds nothing; nothing is created for it."""
+
+    def __init__(self, name: str, existing: list[str]) -> None:
+        known = ", ".join(existing) if existing else "none yet"
+        super().__init__(
+            f"no collection named '{name}' (existing: {known}); check --collection, or add "
+            f"documents to it with `ingest PATH --collection {name}`"
+        )
+
+
+def manifest_path(home: Path, collection: str) -> Path:
+    return home / "manifests" / f"{collection}.sqlite3"
+
+
+def manifest_problem(path: Path, exc: BaseException) -> ManifestError:
+    """One line for a SQLite failure on a manifest: full disk, locked, or damaged."""
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if "full" in detail or getattr(exc, "errno", None) == 28:
+        return ManifestError(f"cannot write the manifest {path} ({detail}); free some disk space")
+    if "locked" in detail or "busy" in detail:
+        return ManifestError(f"the manifest {path} is busy ({detail}); try again")
+    if "readonly" in detail or "unable to open" in detail or "permission" in detail.lower():
+        return ManifestError(
+            f"cannot open the manifest {path} ({detail}); check RAG_HOME is readable and writable"
+        )
+    return ManifestError(
+        f"the manifest {path} is damaged ({detail}); run `ingest check --repair` to rebuild it "
+        "from the store"
+    )
+
+
+class Manifest:
+    """One collection's manifest; every change is one SQLite transaction.
+
+    `readonly` opens an existing manifest for reading only (never creating or changing it), as
+    every reader does; only a writer holding the collection's lock opens it for writing."""
+
+    def __init__(self, home: Path, collection: str, readonly: bool = False) -> None:
+        self.path = manifest_path(home, collection)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_SECONDS,
+                )
+                self.db.execute("SELECT 1 FROM files LIMIT 1").fetchall()
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise manifest_problem(self.path, exc) from exc
 
     def close(self) -> None:
         self.db.close()
@@ -135,6 +194,12 @@ class Manifest:
         for (chunk_ids,) in self.db.execute("SELECT chunk_ids FROM contents"):
             ids.update(json.loads(chunk_ids))
         return ids
+
+    def chunk_ids_by_content(self) -> dict[str, list[str]]:
+        return {
+            key: json.loads(ids)
+            for key, ids in self.db.execute("SELECT content_key, chunk_ids FROM contents")
+        }
 
     def pending(self) -> list[tuple[int, str, list[str]]]:
         rows = self.db.execute("SELECT id, op, chunk_ids FROM journal ORDER BY id").fetchall()
@@ -240,6 +305,10 @@ def is_under(path: str, root: str) -> bool:
 
 def now() -> float:
     return time.time()
+
+
+def manifest_exists(home: Path, collection: str) -> bool:
+    return manifest_path(home, collection).is_file()
 
 
 def list_collections(home: Path) -> list[str]:

@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
-from ingest.manifest import FileRecord, Manifest, now
+from ingest.manifest import (
+    FileRecord,
+    Manifest,
+    UnknownCollectionError,
+    list_collections,
+    manifest_exists,
+    now,
+)
 from ingest.names import escape_bytes, is_utf8, printable, skipped
 from rag import keyword, store
 from rag.hashing import file_sha256
+from rag.locks import writer_lock
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 
@@ -235,91 +243,136 @@ class Ingestor:
         progress: Progress | None = None,
         files: list[Path] | None = None,
         sync: bool = False,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
     ) -> IngestReport:
-        """Store new and changed files, skip unchanged ones; with `sync`, drop vanished ones."""
+        """Store new and changed files, skip unchanged ones; with `sync`, drop vanished ones.
+
+        Holds the collection's writer lock for the whole run (waiting for another writer unless
+        `wait` is False), so no other command can undo or interleave with its writes.
+        """
         started = time.perf_counter()
         paths = list(paths)
         files = files if files is not None else discover(paths)
         name = collection_name or self.settings.collection
         report = IngestReport(collection=name)
-        collection = store.get_collection(self.settings, name)
-        manifest = Manifest(self.settings.home, name)
-        try:
-            recover(manifest, collection)
-            to_parse: list[tuple[Path, FileRecord]] = []
-            for path in files:
-                outcome = self._plan(path, manifest, collection, report, to_parse)
-                if outcome and progress is not None:
-                    progress(path, outcome, 0)
-            first, copies = split_copies(to_parse)
-            self._parse_and_store(first, manifest, collection, report, progress)
-            for path, record in copies:  # same bytes as a file stored just above
-                if manifest.content(record.content_key) is not None:
-                    link_content(manifest, collection, record, manifest.get(record.path))
-                    report.moved += 1
-                    outcome = "moved"
-                else:
-                    twin = next(p for p, r in first if r.content_key == record.content_key)
-                    problem = next(
-                        (f for f in report.failed + report.skipped if f["file"] == str(twin)), {}
-                    )
-                    reason = problem.get("error") or problem.get("reason") or "not stored"
-                    status = "failed" if "error" in problem else "skipped"
-                    record_failure(manifest, record, status, reason)
-                    report.record_problem(record.path, status, reason)
-                    outcome = status
-                if progress is not None:
-                    progress(path, outcome, 0)
-            if sync:
-                seen = {str(p) for p in files}
-                roots = [r for r in root_paths(paths) if Path(r).is_dir()]
-                vanished = [
-                    r.path
-                    for r in manifest.records(roots)
-                    if r.path not in seen and not os.path.lexists(r.path)
-                ]
-                report.removed = remove_records(manifest, collection, vanished)
-            if report.files or report.removed or report.moved:
-                keyword.build(self.settings, name, collection)
-        finally:
-            manifest.close()
+        with writer_lock(self.settings, name, wait, on_wait, "ingest"):
+            collection = store.get_collection(self.settings, name)
+            manifest = Manifest(self.settings.home, name)
+            try:
+                recover(manifest, collection)
+                damaged = damaged_contents(manifest, collection)
+                self.store_files(files, manifest, collection, report, progress, damaged)
+                if sync:
+                    seen = {str(p) for p in files}
+                    roots = [r for r in root_paths(paths) if Path(r).is_dir()]
+                    vanished = [
+                        r.path
+                        for r in manifest.records(roots)
+                        if r.path not in seen and not os.path.lexists(r.path)
+                    ]
+                    report.removed = remove_records(manifest, collection, vanished)
+                changed = report.files or report.removed or report.moved or damaged
+                keyword.refresh(self.settings, name, collection, force=bool(changed))
+            finally:
+                manifest.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def remove(self, paths: Iterable[str | os.PathLike], collection_name: str | None = None):
+    def store_files(self, files, manifest, collection, report, progress, damaged) -> None:
+        """Plan every file, parse and embed the new and changed ones, link copies (and re-embed
+        files of `damaged` contents). The caller holds the collection's writer lock."""
+        to_parse: list[tuple[Path, FileRecord]] = []
+        for path in files:
+            outcome = self._plan(path, manifest, collection, report, to_parse, damaged)
+            if outcome and progress is not None:
+                progress(path, outcome, 0)
+        first, copies = split_copies(to_parse)
+        self._parse_and_store(first, manifest, collection, report, progress)
+        for path, record in copies:  # same bytes as a file stored just above
+            if manifest.content(record.content_key) is not None:
+                link_content(manifest, collection, record, manifest.get(record.path))
+                report.moved += 1
+                outcome = "moved"
+            else:
+                twin = next(p for p, r in first if r.content_key == record.content_key)
+                problem = next(
+                    (f for f in report.failed + report.skipped if f["file"] == str(twin)), {}
+                )
+                reason = problem.get("error") or problem.get("reason") or "not stored"
+                status = "failed" if "error" in problem else "skipped"
+                record_failure(manifest, record, status, reason)
+                report.record_problem(record.path, status, reason)
+                outcome = status
+            if progress is not None:
+                progress(path, outcome, 0)
+
+    def remove(
+        self,
+        paths: Iterable[str | os.PathLike],
+        collection_name: str | None = None,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         """Forget files (and everything under folders) whether or not they still exist."""
         name = collection_name or self.settings.collection
-        collection = store.get_collection(self.settings, name)
-        manifest = Manifest(self.settings.home, name)
-        try:
-            recover(manifest, collection)
-            roots = [str(Path(p).expanduser().absolute()) for p in paths]
-            roots += [r for r in root_paths(paths) if r not in roots]
-            doomed = [r.path for r in manifest.records(roots)]
-            removed = remove_records(manifest, collection, doomed)
-            if removed:
-                keyword.build(self.settings, name, collection)
-            return removed, doomed
-        finally:
-            manifest.close()
+        roots = [str(Path(p).expanduser().absolute()) for p in paths]
+        roots += [r for r in root_paths(paths) if r not in roots]
+        if not manifest_exists(self.settings.home, name):
+            return 0, []
+        with writer_lock(self.settings, name, wait, on_wait, "ingest remove"):
+            collection = store.get_collection(self.settings, name)
+            manifest = Manifest(self.settings.home, name)
+            try:
+                recover(manifest, collection)
+                doomed = [r.path for r in manifest.records(roots)]
+                removed = remove_records(manifest, collection, doomed)
+                keyword.refresh(self.settings, name, collection, force=bool(removed))
+                return removed, doomed
+            finally:
+                manifest.close()
+
+    def check(
+        self,
+        collection_name: str | None = None,
+        repair: bool = False,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ):
+        """Compare manifest, store and keyword index (and mend them with `repair`)."""
+        from ingest.check import check_collection
+
+        name = collection_name or self.settings.collection
+        if not manifest_exists(self.settings.home, name):
+            raise UnknownCollectionError(name, list_collections(self.settings.home))
+        with writer_lock(self.settings, name, wait, on_wait, "ingest check"):
+            return check_collection(self, name, repair)
 
     def records(self, collection_name: str | None = None) -> list[FileRecord]:
-        """Every file the collection knows, after finishing any write a killed run left behind."""
+        """Every file the collection knows. A reader: it never changes the store or the manifest;
+        a write still in progress (or left by a killed run) shows as its last committed state."""
         name = collection_name or self.settings.collection
-        manifest = Manifest(self.settings.home, name)
+        if not manifest_exists(self.settings.home, name):
+            raise UnknownCollectionError(name, list_collections(self.settings.home))
+        manifest = Manifest(self.settings.home, name, readonly=True)
         try:
-            if manifest.pending():
-                recover(manifest, store.get_collection(self.settings, name))
             return manifest.records()
         finally:
             manifest.close()
 
     # --- steps ---------------------------------------------------------------------------
 
-    def _plan(self, path: Path, manifest: Manifest, collection, report, to_parse) -> str | None:
-        """Decide what one file needs; returns the outcome, or None when it waits for parsing."""
+    def _plan(
+        self, path: Path, manifest: Manifest, collection, report, to_parse, damaged=frozenset()
+    ) -> str | None:
+        """Decide what one file needs; returns the outcome, or None when it waits for parsing.
+
+        A file whose stored chunks are partly or wholly missing from the store (`damaged`
+        contents) is parsed and embedded again even when its bytes are unchanged."""
         key = str(path)
         old = manifest.get(key)
+        if old is not None and old.content_key in damaged:
+            old = None
         try:
             stat = check_readable(path, self.settings.max_file_mb)
         except FileProblem as problem:
@@ -354,7 +407,7 @@ class Ingestor:
             warnings=[],
             ingested_at=now(),
         )
-        if manifest.content(content_key) is not None:
+        if content_key not in damaged and manifest.content(content_key) is not None:
             link_content(manifest, collection, record, old)
             report.moved += 1
             return "moved"
@@ -549,3 +602,17 @@ def recover(manifest: Manifest, collection) -> int:
         deleted += store.delete_ids(collection, orphans)
         manifest.done(journal_id)
     return deleted
+
+
+def damaged_contents(manifest: Manifest, collection) -> set[str]:
+    """Contents with chunks missing from the store (a damaged, reset or partly restored store).
+
+    Cheap when all is well: the store's count equals the manifest's; only otherwise are the
+    store's ids read and compared."""
+    by_content = manifest.chunk_ids_by_content()
+    expected = sum(len(ids) for ids in by_content.values())
+    if store.count_chunks(collection) == expected:
+        return set()
+    present = store.all_ids(collection)
+    return {key for key, ids in by_content.items() if any(i not in present for i in ids)}
+

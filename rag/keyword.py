@@ -1,27 +1,34 @@
 """BM25 keyword index (bm25s) beside the dense index: exact terms, numbers, identifiers, any language.
 
-One index per collection, saved under RAG_HOME/keyword/<collection>/. `ingest` rebuilds it after
-every run that changed the collection (bm25s indexes are immutable; rebuilding 10,000 chunks takes
-about a second); a query rebuilds it first if its chunk count no longer matches the store's.
+One index per collection, saved under RAG_HOME/keyword/<collection>/<generation>/ with a CURRENT
+pointer. Writers (`ingest`, under the collection's lock) rebuild it after every run that changed the
+collection, or whose saved index is missing, damaged or out of step with the store (bm25s indexes
+are immutable; rebuilding 10,000 chunks takes about a second). Readers only read it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from rag import store
+from rag.locks import CollectionBusyError, writer_lock
 from rag.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Words, numbers and identifiers; "e-214", "unixepoch()", "/var/log/" keep their joined form
 # and also give their parts.
 TOKEN_RE = re.compile(r"\w+(?:[-_./:]\w+)*", re.UNICODE)
 
-_cache: dict[str, tuple[float, KeywordIndex]] = {}
+_cache: dict[str, tuple[str, KeywordIndex]] = {}
 _lock = threading.Lock()
 
 
@@ -87,15 +94,18 @@ class KeywordIndex:
         return hits
 
 
+class KeywordIndexError(RuntimeError):
+    """The saved index is missing, unreadable or damaged (it is derived data: rebuilt)."""
+
+
 def index_dir(settings: Settings, name: str) -> Path:
     return settings.home / "keyword" / name
 
 
-def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
-    """Index every chunk of a collection (its embedded text) and save the index."""
+def build_index(settings: Settings, collection) -> KeywordIndex:
+    """Index every chunk of a collection (its embedded text), in memory."""
     import bm25s
 
-    collection = collection if collection is not None else store.get_collection(settings, name)
     ids, texts = store.all_texts(collection, with_headings=settings.embed_headings)
     retriever = bm25s.BM25()
     tokenized = [tokenize(t) for t in texts]
@@ -105,44 +115,101 @@ def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
             doc_freq[token] = doc_freq.get(token, 0) + 1
     if ids:
         retriever.index(tokenized, show_progress=False)
+    return KeywordIndex(ids, retriever, doc_freq)
+
+
+def save(settings: Settings, name: str, index: KeywordIndex) -> None:
+    """Write the index as a new generation, then switch CURRENT to it in one atomic rename, so
+    a reader sees the old index or the new one, never half of each. Called by writers only."""
     folder = index_dir(settings, name)
-    staging = folder.with_name(folder.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if ids:
-        retriever.save(str(staging / "bm25"))
-    (staging / "doc_freq.json").write_text(json.dumps(doc_freq))
-    (staging / "ids.json").write_text(json.dumps(ids))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    index = KeywordIndex(ids, retriever, doc_freq)
+    folder.mkdir(parents=True, exist_ok=True)
+    generation = f"g{time.time_ns()}-{os.getpid()}"
+    target = folder / generation
+    target.mkdir()
+    if index.ids:
+        index.retriever.save(str(target / "bm25"))
+    (target / "doc_freq.json").write_text(json.dumps(index.doc_freq))
+    (target / "ids.json").write_text(json.dumps(index.ids))
+    pointer = folder / f"CURRENT.{generation}"
+    pointer.write_text(generation)
+    os.replace(pointer, folder / "CURRENT")
+    for old in folder.iterdir():  # an earlier generation, or the files of an older layout
+        if old.name not in ("CURRENT", generation):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     with _lock:
-        _cache[str(folder)] = ((folder / "ids.json").stat().st_mtime, index)
+        _cache[str(folder)] = (generation, index)
+
+
+def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
+    """Index every chunk of a collection and save the index (writers only)."""
+    collection = collection if collection is not None else store.get_collection(settings, name)
+    index = build_index(settings, collection)
+    save(settings, name, index)
     return index
 
 
-def load(settings: Settings, name: str, collection) -> KeywordIndex:
-    """The saved index, rebuilt when missing or out of step with the store."""
+def read(settings: Settings, name: str) -> KeywordIndex:
+    """The saved index; KeywordIndexError naming the folder when it is missing or damaged."""
     import bm25s
 
     folder = index_dir(settings, name)
-    ids_file = folder / "ids.json"
-    count = store.count_chunks(collection)
+    try:
+        generation = (folder / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        raise KeywordIndexError(f"no keyword index at {folder}") from None
     with _lock:
         cached = _cache.get(str(folder))
-    if ids_file.exists():
-        mtime = ids_file.stat().st_mtime
-        if cached and cached[0] == mtime and len(cached[1].ids) == count:
-            return cached[1]
-        ids = json.loads(ids_file.read_text())
-        if len(ids) == count:
-            retriever = bm25s.BM25.load(str(folder / "bm25")) if ids else bm25s.BM25()
-            freq_file = folder / "doc_freq.json"
-            doc_freq = json.loads(freq_file.read_text()) if freq_file.exists() else None
-            if doc_freq is None:
-                return build(settings, name, collection)
-            index = KeywordIndex(ids, retriever, doc_freq)
-            with _lock:
-                _cache[str(folder)] = (mtime, index)
-            return index
-    return build(settings, name, collection)
+    if cached and cached[0] == generation:
+        return cached[1]
+    target = folder / generation
+    try:
+        ids = json.loads((target / "ids.json").read_text())
+        doc_freq = json.loads((target / "doc_freq.json").read_text())
+        if not isinstance(ids, list) or not isinstance(doc_freq, dict):
+            raise ValueError("unexpected content")
+        retriever = bm25s.BM25.load(str(target / "bm25")) if ids else bm25s.BM25()
+        if ids and int(retriever.scores["num_docs"]) != len(ids):
+            raise ValueError(f"{retriever.scores['num_docs']} documents for {len(ids)} ids")
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise KeywordIndexError(
+            f"the keyword index at {target} is damaged ({type(exc).__name__}: {detail})"
+        ) from exc
+    index = KeywordIndex(ids, retriever, doc_freq)
+    with _lock:
+        _cache[str(folder)] = (generation, index)
+    return index
+
+
+def refresh(settings: Settings, name: str, collection, force: bool = False) -> bool:
+    """Rebuild and save the index when something changed, or when the saved one is missing,
+    damaged or out of step with the store (a killed run). Writers only. True when rebuilt."""
+    if not force:
+        try:
+            index = read(settings, name)
+            if len(index.ids) == store.count_chunks(collection):
+                return False
+        except KeywordIndexError as problem:
+            log.warning("%s; rebuilding it", problem)
+    build(settings, name, collection)
+    return True
+
+
+def load(settings: Settings, name: str, collection) -> KeywordIndex:
+    """The index for a question. Readers never wait for or undo a writer: while an ingest runs
+    the saved index may lag the store by a few chunks (those are still found by dense search).
+    A missing or damaged index is rebuilt in memory, and saved when no writer is busy."""
+    try:
+        return read(settings, name)
+    except KeywordIndexError as problem:
+        log.warning("%s; rebuilding it", problem)
+    index = build_index(settings, collection)
+    try:
+        with writer_lock(settings, name, wait=False, purpose="keyword index rebuild"):
+            save(settings, name, index)
+    except CollectionBusyError:
+        pass  # the writer refreshes it when it finishes
+    return index

@@ -31,5 +31,65 @@ def test_index_search_filters_and_coverage(settings, tmp_path):
     assert index.coverage("volcano eruption 1815", ["Turbo mode is off by default."]) == 0.0
     reloaded = keyword.load(settings, "kw-test", collection)
     assert reloaded.ids == ["a", "b", "c"] and reloaded.doc_freq == index.doc_freq
-    collection.delete(ids=["c"])  # the store changed behind the index: it is rebuilt
+    collection.delete(ids=["c"])  # the store changed behind the index
+    # a reader never rewrites it (a writer may be mid-run); the next writer's refresh does
+    assert keyword.load(settings, "kw-test", collection).ids == ["a", "b", "c"]
+    assert keyword.refresh(settings, "kw-test", collection) is True
     assert keyword.load(settings, "kw-test", collection).ids == ["a", "b"]
+    assert keyword.refresh(settings, "kw-test", collection) is False  # in step: kept
+
+
+def small_collection(settings, name="kw-damaged"):
+    collection = store.get_collection(settings, name)
+    collection.upsert(
+        ids=["a", "b"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0]],
+        documents=["The flag QX-7731 enables turbo mode.", "Gardens and plants."],
+        metadatas=[{"file": "/a.md"}, {"file": "/b.md"}],
+    )
+    return collection
+
+
+def garble(folder):
+    """Overwrite every file of the saved index with junk, as a bad disk or a stray tool would."""
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "CURRENT":
+            path.write_bytes(b"\x00garbage{" * 7)
+
+
+def test_damaged_index_is_named_and_rebuilt(settings):
+    collection = small_collection(settings)
+    keyword.build(settings, "kw-damaged", collection)
+    keyword._cache.clear()
+    garble(keyword.index_dir(settings, "kw-damaged"))
+    try:
+        keyword.read(settings, "kw-damaged")
+    except keyword.KeywordIndexError as problem:
+        assert str(keyword.index_dir(settings, "kw-damaged")) in str(problem)
+    else:
+        raise AssertionError("a garbled index was read without complaint")
+    # a question still works: the index is rebuilt in memory (and saved: no writer is busy)
+    hits = keyword.load(settings, "kw-damaged", collection).search("QX-7731", 2)
+    assert hits and hits[0][0] == "a"
+    keyword._cache.clear()
+    assert keyword.read(settings, "kw-damaged").ids == ["a", "b"]
+
+
+def test_reader_does_not_save_while_a_writer_holds_the_lock(settings):
+    from rag.locks import writer_lock
+
+    collection = small_collection(settings, "kw-busy")
+    with writer_lock(settings, "kw-busy"):
+        index = keyword.load(settings, "kw-busy", collection)  # no saved index yet
+        assert index.ids == ["a", "b"]
+        assert not (keyword.index_dir(settings, "kw-busy") / "CURRENT").exists()
+
+
+def test_refresh_rebuilds_a_damaged_index(settings):
+    collection = small_collection(settings, "kw-refresh")
+    keyword.build(settings, "kw-refresh", collection)
+    keyword._cache.clear()
+    garble(keyword.index_dir(settings, "kw-refresh"))
+    assert keyword.refresh(settings, "kw-refresh", collection) is True
+    keyword._cache.clear()
+    assert keyword.read(settings, "kw-refresh").ids == ["a", "b"]
