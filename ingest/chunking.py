@@ -8,13 +8,23 @@ from pathlib import Path
 
 from llama_index.core import Document
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, MetadataMode
 
 from ingest.document import LoadedFile
 
 # Stored with each chunk but kept out of the embedded and prompted text.
 HEADING_SEP = "\x1f"
 HIDDEN_KEYS = ["file", "file_name", "page", "sha256", "parser", "chunk_index", "header_path"]
+
+# The splitter tokenizes a whole text before splitting it: handing it parts of at most
+# PART_CHARS characters keeps its memory flat however much text one page or section holds.
+PART_CHARS = 50_000
+# Runs of characters without whitespace longer than this are broken with spaces: the splitter
+# has no other place to cut them, and would either count their tokens one character at a time
+# or keep them whole in one huge chunk (WordPiece tokenizers count a word of over 100
+# characters as one unknown token).
+MAX_WORD_CHARS = 100
+LONG_WORD = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
 
 
 class Chunker:
@@ -61,9 +71,9 @@ class Chunker:
                     heading = section_heading(node.metadata.pop("header_path", ""), node.text)
                     if heading:
                         node.metadata["heading"] = heading
-                    documents.append(node)
+                    documents.extend(self.bounded(node))
             else:
-                documents.append(document)
+                documents.extend(self.bounded(document))
         nodes = self.splitter.get_nodes_from_documents(documents)
         key = key or hashlib.sha1(f"{path}\0{sha256}".encode()).hexdigest()[:24]
         kept: list[BaseNode] = []
@@ -77,6 +87,44 @@ class Chunker:
             node.relationships = {}
             kept.append(node)
         return kept
+
+    def bounded(self, node: BaseNode) -> list[BaseNode]:
+        """The node itself when its text is of a size the splitter handles well, otherwise
+        documents of at most PART_CHARS characters with long runs broken (same metadata)."""
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+        if len(text) <= MAX_WORD_CHARS or (len(text) <= PART_CHARS and not LONG_WORD.search(text)):
+            return [node]
+        text = LONG_WORD.sub(break_word, text)
+        return [
+            Document(
+                text=part,
+                metadata=dict(node.metadata),
+                excluded_embed_metadata_keys=list(self.hidden),
+                excluded_llm_metadata_keys=list(self.hidden),
+            )
+            for part in text_parts(text, PART_CHARS)
+        ]
+
+
+def break_word(match: re.Match) -> str:
+    word = match.group()
+    return " ".join(word[i : i + MAX_WORD_CHARS] for i in range(0, len(word), MAX_WORD_CHARS))
+
+
+def text_parts(text: str, limit: int) -> list[str]:
+    """Text in parts of at most `limit` characters, cut at a line break or else a space."""
+    parts = []
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = text.rfind("\n", start + limit // 2, end)
+        if cut < 0:
+            cut = text.rfind(" ", start + limit // 2, end)
+        cut = end if cut < 0 else cut + 1
+        parts.append(text[start:cut])
+        start = cut
+    parts.append(text[start:])
+    return [part for part in parts if part.strip()]
 
 
 def section_heading(header_path: str, text: str) -> str:

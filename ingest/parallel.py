@@ -1,21 +1,32 @@
-"""Parse files in worker processes while the main process embeds (when there are cores to spare)."""
+"""Parse files in guarded worker processes, so that a hostile file costs one report line.
+
+Every file is parsed in a worker process (a fresh interpreter, never a fork: the main process
+holds torch; and unlike multiprocessing's spawn it does not re-run the caller's main script,
+so no `if __name__ == "__main__"` guard is needed anywhere). The main process watches each worker's memory and time; one that goes over
+RAG_PARSE_MEMORY_MB or RAG_PARSE_TIMEOUT_S on a file is killed and replaced, that file is
+reported as failed, and the run goes on. Workers start only when there is a file to parse.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from ingest.chunking import Chunker
-from ingest.errors import FileProblem, SkipFile
-from ingest.loaders import load_file
-from rag.models import load_chunk_tokenizer
+from ingest.errors import FileProblem, LoadError, SkipFile
 from rag.settings import Settings
 
-_worker_chunker: Chunker | None = None
-_worker_options: dict = {}
+POLL_SECONDS = 0.05  # how often a busy worker's memory and time are checked
+START_SECONDS = 120.0  # longest a worker may take to load the tokenizer before its first file
+RETIRE_SHARE = 0.5  # a worker above this share of the memory limit after a file is replaced
+READY = "ready"
 
 
 def load_options(settings: Settings, ocr: bool) -> dict:
@@ -24,11 +35,16 @@ def load_options(settings: Settings, ocr: bool) -> dict:
         "ocr": ocr,
         "ocr_languages": settings.ocr_languages,
         "max_unzipped_mb": settings.max_unzipped_mb,
+        "max_file_chars": settings.max_file_chars,
+        "max_cell_chars": settings.max_cell_chars,
+        "max_row_cells": settings.max_row_cells,
     }
 
 
-def parse_file(path: Path, chunker: Chunker, content_key: str, sha256: str, options: dict):
+def parse_file(path: Path, chunker, content_key: str, sha256: str, options: dict):
     """Load and split one file: (nodes, parser, warnings), or the FileProblem that stopped it."""
+    from ingest.loaders import load_file
+
     try:
         loaded = load_file(path, **options)
         nodes = chunker.chunk(path, loaded, sha256, key=content_key)
@@ -39,68 +55,209 @@ def parse_file(path: Path, chunker: Chunker, content_key: str, sha256: str, opti
         return problem
 
 
-def _init_worker(settings_json: str, ocr: bool) -> None:
-    global _worker_chunker, _worker_options
-    settings = Settings.model_validate_json(settings_json)
-    tokenizer = load_chunk_tokenizer(settings)
-    _worker_chunker = Chunker(
-        settings.chunk_size, settings.chunk_overlap, tokenizer, settings.embed_headings
-    )
-    _worker_options = load_options(settings, ocr)
+ParseFunction = Callable[[Path, object, str, str, dict], object]
 
 
-def _parse_in_worker(path: Path, content_key: str, sha256: str):
-    assert _worker_chunker is not None
-    return parse_file(path, _worker_chunker, content_key, sha256, _worker_options)
+WORKER_CODE = "import sys; from ingest.parallel import serve; serve(int(sys.argv[1]))"
+
+
+def serve(fd: int) -> None:
+    """A worker's life: load the chunk tokenizer once, then parse the files it is sent."""
+    conn = Connection(fd)
+    try:
+        sys.path[:] = conn.recv()  # the caller's import path, for `parse` functions it names
+        settings_json, ocr, parse = conn.recv()
+        from ingest.chunking import Chunker
+        from rag.models import load_chunk_tokenizer
+
+        settings = Settings.model_validate_json(settings_json)
+        chunker = Chunker(
+            settings.chunk_size,
+            settings.chunk_overlap,
+            load_chunk_tokenizer(settings),
+            settings.embed_headings,
+        )
+        options = load_options(settings, ocr)
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+    except Exception as exc:
+        conn.send(LoadError(f"the parser process could not start ({type(exc).__name__}: {exc})"))
+        return
+    try:
+        conn.send(READY)
+        while (task := conn.recv()) is not None:
+            path, content_key, sha256 = task
+            try:
+                result = parse(path, chunker, content_key, sha256, options)
+            except Exception as exc:  # a splitter bug on odd text must not end the batch
+                result = LoadError(f"parser failed ({type(exc).__name__}: {exc})")
+            conn.send(result)
+    except (EOFError, OSError, KeyboardInterrupt):  # the main process went away or stopped us
+        return
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    conn: Connection
+    task: int | None = None  # index of the file it is parsing
+    ready: bool = False  # tokenizer loaded
+    since: float = 0.0  # when it started its task (or its start-up)
+
+
+def resident_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS) in MB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class ParsePool:
-    """Yields (path, record, result) in input order; parses ahead in workers when configured."""
+    """Yields (path, record, result) in input order, parsing in guarded worker processes.
 
-    def __init__(self, settings: Settings, chunker: Chunker, ocr: bool) -> None:
+    RAG_INGEST_WORKERS=0 (the default on 2 cores): one worker parses one file at a time while
+    the main process waits; N > 0: N workers parse up to 4 files each ahead of embedding.
+    """
+
+    def __init__(
+        self, settings: Settings, ocr: bool = False, parse: ParseFunction | None = None
+    ) -> None:
         self.settings = settings
-        self.chunker = chunker
         self.ocr = ocr
-        self.options = load_options(settings, ocr)
-        self.workers = settings.ingest_workers
-        self._executor: ProcessPoolExecutor | None = None
+        self.parse = parse or parse_file
+        self.size = max(1, settings.ingest_workers)
+        self.ahead = 1 if settings.ingest_workers <= 0 else settings.ingest_workers * 4
+        self._workers: list[Worker] = []
 
     def map(self, items: list) -> Iterator[tuple]:
-        if self.workers <= 0 or len(items) < 2:
-            for path, record in items:
-                yield (
-                    path,
-                    record,
-                    parse_file(path, self.chunker, record.content_key, record.sha256, self.options),
-                )
-            return
-        self._executor = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),  # never fork a process holding torch
-            initializer=_init_worker,
-            initargs=(self.settings.model_dump_json(), self.ocr),
-        )
-        window: deque[tuple[Path, object, Future]] = deque()
-        queue = iter(items)
-        ahead = self.workers * 4  # bounded read-ahead keeps memory flat on big folders
-        for path, record in queue:
-            window.append(
-                (
-                    path,
-                    record,
-                    self._executor.submit(
-                        _parse_in_worker, path, record.content_key, record.sha256
-                    ),
-                )
-            )
-            if len(window) >= ahead:
-                done_path, done_record, future = window.popleft()
-                yield done_path, done_record, future.result()
-        while window:
-            done_path, done_record, future = window.popleft()
-            yield done_path, done_record, future.result()
+        items = list(items)
+        results: dict[int, object] = {}
+        waiting = deque(range(len(items)))
+        for index, (path, record) in enumerate(items):
+            while index not in results:
+                self._dispatch(items, waiting, index + self.ahead)
+                self._collect(results)
+            yield path, record, results.pop(index)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Stop the workers: idle ones are asked to exit, busy ones are killed."""
+        for worker in self._workers:
+            if worker.task is None:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        for worker in list(self._workers):
+            if worker.task is None:
+                try:
+                    worker.process.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._kill(worker)
+
+    # --- inside ------------------------------------------------------------------------
+
+    def _dispatch(self, items: list, waiting: deque, before: int) -> None:
+        """Hand files (up to index `before`, exclusive) to idle workers, starting some if needed."""
+        while waiting and waiting[0] < before:
+            worker = next((w for w in self._workers if w.task is None), None)
+            if worker is None:
+                if len(self._workers) >= self.size:
+                    return
+                worker = self._start()
+            index = waiting.popleft()
+            path, record = items[index]
+            worker.conn.send((path, record.content_key, record.sha256))
+            worker.task = index
+            if worker.ready:
+                worker.since = time.monotonic()
+
+    def _start(self) -> Worker:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-c", WORKER_CODE, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # stdout may carry the caller's JSON report
+            )
+            conn = Connection(ours.detach())
+        conn.send(sys.path)
+        conn.send((self.settings.model_dump_json(), self.ocr, self.parse))
+        worker = Worker(process, conn, since=time.monotonic())
+        self._workers.append(worker)
+        return worker
+
+    def _collect(self, results: dict[int, object]) -> None:
+        """Wait a moment for results; kill workers over their memory or time limit."""
+        limit_mb = self.settings.parse_memory_mb
+        busy = [w for w in self._workers if w.task is not None]
+        for conn in wait([w.conn for w in busy], timeout=POLL_SECONDS):
+            worker = next(w for w in busy if w.conn is conn)
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                self._fail(worker, results, "the parser process died", "")
+                continue
+            if message == READY:
+                worker.ready, worker.since = True, time.monotonic()
+                continue
+            results[worker.task] = message
+            worker.task = None
+            # A worker that could not start is gone; one left big by its last file is retired,
+            # so that the next file is measured from a fresh start.
+            if not worker.ready or resident_mb(worker.process.pid) > RETIRE_SHARE * limit_mb:
+                self._kill(worker)
+        now = time.monotonic()
+        timeout = self.settings.parse_timeout_s
+        for worker in [w for w in self._workers if w.task is not None]:
+            if resident_mb(worker.process.pid) > limit_mb:
+                self._fail(
+                    worker,
+                    results,
+                    f"parser used over {limit_mb} MB (RAG_PARSE_MEMORY_MB)",
+                    "split the file or raise the limit",
+                )
+            elif worker.ready and now - worker.since > timeout:
+                self._fail(
+                    worker,
+                    results,
+                    f"parsing took over {timeout:g} s (RAG_PARSE_TIMEOUT_S)",
+                    "split the file or raise the limit",
+                )
+            elif not worker.ready and now - worker.since > max(timeout, START_SECONDS):
+                self._fail(worker, results, "the parser process did not start", "try again")
+            elif worker.process.poll() is not None and not worker.conn.poll():
+                self._fail(worker, results, "the parser process died", "")
+
+    def _fail(self, worker: Worker, results: dict[int, object], what: str, hint: str) -> None:
+        """Record the worker's file as failed and take the worker out of service."""
+        task = worker.task
+        self._kill(worker)
+        if not hint:  # it ended by itself: say how
+            what = f"{what} ({exit_reason(worker.process.returncode)})"
+            hint = "the file may be damaged"
+        results[task] = LoadError(f"{what}; {hint}")
+
+    def _kill(self, worker: Worker) -> None:
+        if worker.process.poll() is None:
+            worker.process.kill()
+        worker.process.wait()
+        worker.conn.close()
+        worker.task = None
+        if worker in self._workers:
+            self._workers.remove(worker)

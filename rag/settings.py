@@ -108,6 +108,29 @@ class Settings(BaseSettings):
         500.0, gt=0, description="Largest decompressed size of a DOCX/XLSX/PPTX/EPUB file."
     )
     ocr_languages: str = Field("eng", description="Tesseract languages for --ocr, e.g. 'eng+ind'.")
+    max_file_chars: int = Field(
+        5_000_000,
+        ge=1,
+        description="Most characters read from one file (about 2,500 pages of prose); the rest "
+        "is left out and the file gets a warning.",
+    )
+    max_row_cells: int = Field(
+        1_000, ge=1, description="Most cells kept from one table row (CSV, XLSX, DOCX, PPTX)."
+    )
+    max_cell_chars: int = Field(
+        10_000, ge=1, description="Most characters kept from one table cell."
+    )
+    parse_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="Memory one parser process may use on a file before it is stopped and the "
+        "file reported as failed.",
+    )
+    parse_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds one file may take to parse before it is reported as failed.",
+    )
     ingest_workers: int = Field(
         default_factory=lambda: default_ingest_workers(),
         ge=0,

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ingest.document import LoadedFile, Section, check_zip, clean_text, first_heading
+from ingest.document import Budget, LoadedFile, Section, check_zip, clean_text, first_heading
 from ingest.errors import LoadError, SkipFile
 
 
-def load_docx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
+def load_docx(path: Path, budget: Budget) -> LoadedFile:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    check_zip(path, max_unzipped_mb)
+    check_zip(path, budget.max_unzipped_mb)
     try:
         document = docx.Document(str(path))
     except (KeyError, ValueError) as exc:
@@ -30,10 +31,12 @@ def load_docx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
             if not text:
                 continue
             level = heading_level(block.style.name if block.style is not None else "")
-            lines.append(f"{'#' * level} {text}" if level else text)
+            lines.append(budget.take(f"{'#' * level} {text}" if level else text))
         elif isinstance(block, Table):
-            lines.extend(table_rows(block))
+            lines.extend(budget.take(row) for row in table_rows(block, budget))
         lines.append("")
+        if budget.full:
+            break
     text = clean_text("\n".join(lines))
     title = (document.core_properties.title or "").strip() or first_heading(text) or path.stem
     return LoadedFile([Section(text=text, markdown=True)], title=title, parser="python-docx")
@@ -47,8 +50,8 @@ def heading_level(style_name: str) -> int:
     return min(int(match.group(1)), 6) if match else 0
 
 
-def table_rows(table) -> list[str]:
-    rows = []
+def table_rows(table, budget: Budget) -> Iterator[str]:
+    """A Word or PowerPoint table's rows as 'cell | cell', merged cells once, cells capped."""
     for row in table.rows:
         cells: list[str] = []
         for cell in row.cells:
@@ -56,15 +59,14 @@ def table_rows(table) -> list[str]:
             if not cells or cells[-1] != value:  # merged cells repeat their text
                 cells.append(value)
         if any(cells):
-            rows.append(" | ".join(cells))
-    return rows
+            yield " | ".join(budget.cells(cells))
 
 
-def load_pptx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
+def load_pptx(path: Path, budget: Budget) -> LoadedFile:
     """One section per slide (page = slide number): title, text boxes, tables, speaker notes."""
     from pptx import Presentation
 
-    check_zip(path, max_unzipped_mb)
+    check_zip(path, budget.max_unzipped_mb)
     try:
         deck = Presentation(str(path))
     except Exception as exc:
@@ -80,25 +82,29 @@ def load_pptx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
             if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
                 lines.extend(p.text for p in shape.text_frame.paragraphs if p.text.strip())
             if getattr(shape, "has_table", False) and shape.has_table:
-                lines.extend(table_rows(shape.table))
+                lines.extend(table_rows(shape.table, budget))
         if slide.has_notes_slide:
             notes = slide.notes_slide.notes_text_frame.text.strip()
             if notes:
                 lines.append(f"Notes: {notes}")
-        text = clean_text("\n".join(lines))
+        text = clean_text(budget.take("\n".join(lines)))
         if text:
             sections.append(Section(text=text, page=number, heading=heading))
+        if budget.full:
+            break
     title = (deck.core_properties.title or "").strip() or path.stem
     if not sections:
         raise SkipFile("no text on any slide")
     return LoadedFile(sections, title=title, parser="python-pptx")
 
 
-def load_xlsx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
-    """One section per sheet; each row as 'header: value; …' so it keeps its meaning when split."""
+def load_xlsx(path: Path, budget: Budget) -> LoadedFile:
+    """One section per sheet; each row as 'header: value; …' so it keeps its meaning when split.
+
+    Rows stream from the sheet (read-only mode) and are never wider than the cell cap + 1."""
     import openpyxl
 
-    check_zip(path, max_unzipped_mb)
+    check_zip(path, budget.max_unzipped_mb)
     try:
         book = openpyxl.load_workbook(str(path), read_only=True, data_only=True)
     except Exception as exc:
@@ -106,14 +112,22 @@ def load_xlsx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
     sections = []
     try:
         for sheet in book.worksheets:
+            width = budget.max_row_cells + 1  # one more than kept, to see that a row was cut
             rows = (
-                [("" if v is None else str(v)).strip() for v in row]
-                for row in sheet.iter_rows(values_only=True)
+                budget.cells(trimmed_row(row))
+                for row in sheet.iter_rows(values_only=True, max_col=width)
+                if row.count(None) != len(row)
             )
-            lines = rows_as_text([row for row in rows if any(row)])
-            if lines:
-                text = f"# {sheet.title}\n\n" + "\n".join(lines)
+            lines = [budget.take(f"# {sheet.title}\n\n")]
+            for line in table_lines(row for row in rows if any(row)):
+                lines.append(budget.take(line + "\n"))
+                if budget.full:
+                    break
+            if len(lines) > 1:
+                text = "".join(lines).rstrip("\n")
                 sections.append(Section(text=text, heading=sheet.title))
+            if budget.full:
+                break
     finally:
         book.close()
     if not sections:
@@ -121,17 +135,25 @@ def load_xlsx(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
     return LoadedFile(sections, title=path.stem, parser="openpyxl")
 
 
-def rows_as_text(rows: list[list[str]]) -> list[str]:
+def trimmed_row(row: tuple) -> list[str]:
+    """Cell values as text, without the empty cells at the end of the row."""
+    values = [("" if v is None else str(v)).strip() for v in row]
+    while values and not values[-1]:
+        values.pop()
+    return values
+
+
+def table_lines(rows: Iterable[list[str]]) -> Iterator[str]:
     """First row is the header; each later row becomes 'header: value; header: value'."""
-    if not rows:
-        return []
-    header = [h or f"column {i + 1}" for i, h in enumerate(rows[0])]
-    lines = [" | ".join(header)]
-    for row in rows[1:]:
+    header: list[str] | None = None
+    for row in rows:
+        if header is None:
+            header = [h or f"column {i + 1}" for i, h in enumerate(row)]
+            yield " | ".join(header)
+            continue
         cells = [
             f"{header[i] if i < len(header) else f'column {i + 1}'}: {cell}"
             for i, cell in enumerate(row)
             if cell
         ]
-        lines.append("; ".join(cells))
-    return lines
+        yield "; ".join(cells)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ingest.document import LoadedFile, Section, clean_text, compact_ranges
+from ingest.document import Budget, LoadedFile, Section, clean_text, compact_ranges
 from ingest.errors import LoadError, SkipFile
 
 OCR_DPI = 300
 
 
-def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> LoadedFile:
+def load_pdf(
+    path: Path, budget: Budget, ocr: bool = False, ocr_languages: str = "eng"
+) -> LoadedFile:
+    """Pages in order until the budget's character cap is reached; later pages are not read."""
     import pypdfium2 as pdfium
 
     try:
@@ -38,18 +41,23 @@ def load_pdf(path: Path, ocr: bool = False, ocr_languages: str = "eng") -> Loade
             page = pdf[index]
             try:
                 textpage = page.get_textpage()
-                text = clean_text(textpage.get_text_range())
+                # one character more than the cap allows shows that the cap was hit
+                count = min(textpage.count_chars(), budget.max_chars - budget.used + 1)
+                raw = textpage.get_text_range(count=count) if count > 0 else ""
+                text = clean_text(budget.take(raw))
                 textpage.close()
-                if not text and can_ocr:
-                    text = clean_text(ocr_page(page, ocr_languages))
+                if not text and can_ocr and not budget.full:
+                    text = clean_text(budget.take(ocr_page(page, ocr_languages)))
                     if text:
                         read_by_ocr.append(index + 1)
             finally:
                 page.close()
             if text:
                 sections.append(Section(text=text, page=index + 1, heading=headings[index]))
-            else:
+            elif not budget.full:
                 empty.append(index + 1)
+            if budget.full:
+                break
     finally:
         pdf.close()
     if read_by_ocr:

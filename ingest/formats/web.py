@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ingest.document import (
     BINARY_SNIFF_BYTES,
+    Budget,
     LoadedFile,
     Section,
     check_zip,
@@ -44,15 +45,35 @@ HTML_BLOCKS = [
 ]
 
 
-def load_html(path: Path) -> LoadedFile:
-    raw = path.read_bytes()
+# Markup read per character of the file's cap: the page's text is a fraction of its bytes, and
+# the parsed tree takes several times the markup's size in memory.
+HTML_BYTES_PER_CHAR = 4
+
+
+def load_html(path: Path, budget: Budget) -> LoadedFile:
+    with path.open("rb") as handle:
+        raw = bounded_markup(handle, budget)
     if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
         raise LoadError("binary data in an HTML file; check the file type")
     title, text = html_to_text(raw)
+    text = clean_text(budget.take(text))
     if not text.strip():
         raise SkipFile("no readable text in the HTML page")
     title = title or first_heading(text) or path.stem
     return LoadedFile([Section(text=text, markdown=True)], title=title, parser="beautifulsoup")
+
+
+def bounded_markup(handle, budget: Budget) -> bytes:
+    """At most HTML_BYTES_PER_CHAR bytes per character the budget has left; cut pages say so."""
+    limit = max(0, budget.max_chars - budget.used) * HTML_BYTES_PER_CHAR
+    raw = handle.read(limit + 1)
+    if len(raw) > limit:
+        budget.stop(
+            f"only the first {limit / 1e6:,.1f} MB of HTML read "
+            f"({HTML_BYTES_PER_CHAR} bytes per character of RAG_MAX_FILE_CHARS)"
+        )
+        raw = raw[:limit]
+    return raw
 
 
 def html_to_text(raw: bytes) -> tuple[str, str]:
@@ -93,11 +114,11 @@ def html_to_text(raw: bytes) -> tuple[str, str]:
     return title, clean_text(root.get_text())
 
 
-def load_epub(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
+def load_epub(path: Path, budget: Budget) -> LoadedFile:
     """Chapters in reading order (the OPF spine), each one section with its first heading."""
     from lxml import etree
 
-    check_zip(path, max_unzipped_mb)
+    check_zip(path, budget.max_unzipped_mb)
     try:
         with zipfile.ZipFile(path) as book:
             container = etree.fromstring(book.read("META-INF/container.xml"))
@@ -114,9 +135,14 @@ def load_epub(path: Path, max_unzipped_mb: float = 500.0) -> LoadedFile:
                 href = items.get(ref)
                 if not href:
                     continue
-                _, text = html_to_text(book.read(posixpath.normpath(posixpath.join(base, href))))
+                with book.open(posixpath.normpath(posixpath.join(base, href))) as chapter:
+                    raw = bounded_markup(chapter, budget)
+                _, text = html_to_text(raw)
+                text = clean_text(budget.take(text))
                 if text.strip():
                     sections.append(Section(text=text, markdown=True, heading=first_heading(text)))
+                if budget.full:
+                    break
     except (KeyError, IndexError, etree.XMLSyntaxError, zipfile.BadZipFile) as exc:
         raise LoadError(f"damaged EPUB ({type(exc).__name__}: {exc})") from None
     if not sections:
