@@ -426,7 +426,7 @@ class Ingestor:
         size = 0
         from ingest.parallel import ParsePool  # parsing machinery loads only when needed
 
-        pool = ParsePool(self.settings, self.chunker, self.ocr)
+        pool = ParsePool(self.settings, self.ocr)  # parses in guarded worker processes
         try:
             for path, record, result in pool.map(to_parse):
                 if isinstance(result, FileProblem):
