@@ -26,11 +26,12 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test system-test-deps
 
 # Debian packages the tests use: headless Chromium for the browser test (never a downloaded
-# browser) and Tesseract for the OCR test.
+# browser), Tesseract for the OCR test and strace for the no-network test of `rag ui`.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
 	  else echo "not installed:$$missing (apt-get install$$missing); their tests will be skipped"; exit 0; fi; \

@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the browser page (Streamlit) on 127.0.0.1:8501",
         description=(
             "Start the Streamlit page: a chat that streams answers with sources, and a sidebar "
-            "to upload documents. Bound to 127.0.0.1 unless --host says otherwise."
+            "to upload documents. Bound to 127.0.0.1 unless --host says otherwise; on any other "
+            "address the page is reachable from the network with no login, and a warning says so. "
+            "The server makes no network calls of its own."
         ),
     )
     ui.add_argument("--host", help="address to bind (default: RAG_UI_HOST=127.0.0.1)")

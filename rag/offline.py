@@ -32,3 +32,24 @@ def enforce_offline() -> None:
     os.environ.update(OFFLINE_ENV)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+
+
+# Streamlit looks up the machine's addresses (a UDP connect to 8.8.8.8, then an HTTP request to
+# checkip.amazonaws.com) to print "Network/External URL" at start-up and whenever a WebSocket
+# arrives from another origin. `browser.serverAddress` (set by rag.ui_launch) covers start-up;
+# the origin check has no setting short of switching CORS protection off, so the lookups are
+# replaced, in the server process only, by "unknown" - which Streamlit already handles.
+STREAMLIT_LOOKUPS = ("get_internal_ip", "get_external_ip")
+
+
+def disable_streamlit_address_lookups() -> None:
+    """Make Streamlit's own address lookups answer "unknown" instead of asking the network."""
+    from streamlit import net_util
+
+    for name in STREAMLIT_LOOKUPS:
+        if hasattr(net_util, name):
+            setattr(net_util, name, _unknown_address)
+
+
+def _unknown_address() -> None:
+    return None

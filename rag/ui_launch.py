@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import sys
 from pathlib import Path
 
+from rag.offline import disable_streamlit_address_lookups
 from rag.settings import Settings
 
 
@@ -20,15 +22,23 @@ def app_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 
+# Addresses that mean "every interface"; the page is then reached as localhost on this machine.
+WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
 def streamlit_command(settings: Settings, host: str | None, port: int | None) -> list[str]:
+    host = host or settings.ui_host
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "rag.ui_launch",  # Streamlit's own CLI, without its address lookups (see __main__ below)
         "run",
         str(app_path()),
         "--server.address",
-        host or settings.ui_host,
+        host,
+        # Set, so that Streamlit prints this URL instead of looking up the machine's addresses.
+        "--browser.serverAddress",
+        "localhost" if host in WILDCARD_HOSTS else host,
         "--server.port",
         str(port or settings.ui_port),
         "--server.headless",
@@ -54,5 +64,37 @@ def launch_ui(settings: Settings, host: str | None = None, port: int | None = No
     env["RAG_HOME"] = str(settings.home)
     env["RAG_COLLECTION"] = settings.collection
     print(f"Serving on http://{host}:{port}  (Ctrl+C to stop)", flush=True)
+    if not is_loopback(host):
+        print(
+            f"warning: the page on {host}:{port} is reachable from the network and asks for no "
+            "login; anyone who can reach this machine can read your documents "
+            "(use --host 127.0.0.1 to keep it local)",
+            file=sys.stderr,
+            flush=True,
+        )
     os.execve(sys.executable, command, env)
     return 0  # pragma: no cover - execve does not return
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (no name lookup: names other than
+    localhost count as reachable from the network)."""
+    if host == "localhost" or host.startswith("unix://"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(argv: list[str]) -> None:
+    """The server process: Streamlit's command line, with its address lookups switched off."""
+    from streamlit.web.cli import main
+
+    disable_streamlit_address_lookups()
+    sys.argv = ["streamlit", *argv]
+    main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
