@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import math
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,9 @@ def streamlit_command(settings: Settings, host: str | None, port: int | None) ->
         "localhost" if host in WILDCARD_HOSTS else host,
         "--server.port",
         str(port or settings.ui_port),
+        # Streamlit refuses larger uploads itself; follow the product's per-file limit (whole MB).
+        "--server.maxUploadSize",
+        str(max(1, math.ceil(settings.max_file_mb))),
         "--server.headless",
         "true",
         "--server.fileWatcherType",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -14,6 +14,9 @@ from rag.engine import EmptyCollectionError, Engine, build_engine
 from rag.models import ModelError
 from rag.settings import Settings, SettingsError, load_settings
 from rag.store import StoreError
+from ui.safe_markdown import escape_text, safe_markdown
+from ui.transcript import conversation_markdown, source_line
+from ui.uploads import store_upload, upload_limit_mb
 
 USER_ERRORS = (SettingsError, StoreError, ModelError, EmptyCollectionError, ValueError)
 
@@ -35,27 +38,39 @@ def main() -> None:
     try:
         engine = shared_engine(load_settings().model_dump_json())
     except USER_ERRORS as exc:
-        st.error(str(exc))
+        st.error(escape_text(str(exc)))
         st.stop()
     collection = sidebar(engine)
     st.title("Ask your documents")
     st.caption("Answers come only from your documents, with the file and page of every source.")
     history = st.session_state.setdefault("history", {}).setdefault(collection, [])
+    # Answers and questions are shown through safe_markdown: a document can make the model write
+    # images and links, and the reader's browser must not fetch or follow them.
     for turn in history:
         with st.chat_message(turn["role"]):
-            st.markdown(turn["content"])
+            st.markdown(safe_markdown(turn["content"]))
             if turn.get("answer") is not None:
                 show_sources(turn["answer"])
     question = st.chat_input("Ask a question about your documents")
     if question:
         history.append({"role": "user", "content": question})
         with st.chat_message("user"):
-            st.markdown(question)
+            st.markdown(safe_markdown(question))
         earlier = [turn["content"] for turn in history[:-1] if turn["role"] == "user"]
         with st.chat_message("assistant"):
             answer = answer_question(engine, earlier, question, collection)
         if answer is not None:
             history.append({"role": "assistant", "content": answer.text, "answer": answer})
+    if any(turn["role"] == "assistant" for turn in history):
+        st.sidebar.download_button(
+            "Download conversation",
+            data=conversation_markdown(history, collection),
+            file_name=f"conversation-{collection}.md",
+            mime="text/markdown",
+            on_click="ignore",
+            help="The questions, answers and sources as a Markdown file; links and images "
+            "in it are plain text.",
+        )
 
 
 def answer_question(
@@ -75,13 +90,13 @@ def answer_question(
             )
         pieces = iter(stream)
         try:
-            st.write_stream(clear_on_first(pieces, waiting))
+            show_stream(pieces, st.empty(), waiting)
         finally:
             close = getattr(pieces, "close", None)
             if close is not None:  # Stop (or leaving the page): free the model right away
                 close()
     except USER_ERRORS as exc:
-        st.warning(str(exc))
+        st.warning(escape_text(str(exc)))
         return None
     answer = stream.answer
     if answer is not None:
@@ -89,12 +104,20 @@ def answer_question(
     return answer
 
 
-def clear_on_first(pieces, placeholder):
-    """Pass the stream through, clearing the waiting notice when the first piece arrives."""
+def show_stream(pieces, placeholder, waiting, every_s: float = 0.05) -> str:
+    """Draw the answer as it grows, always through safe_markdown (st.write_stream would draw
+    the model's raw markdown); the waiting notice goes when the first piece arrives."""
+    text = ""
+    drawn = 0.0
     for number, piece in enumerate(pieces):
         if number == 0:
-            placeholder.empty()
-        yield piece
+            waiting.empty()
+        text += piece
+        if time.monotonic() - drawn >= every_s:
+            placeholder.markdown(safe_markdown(text))
+            drawn = time.monotonic()
+    placeholder.markdown(safe_markdown(text))
+    return text
 
 
 def show_sources(answer: Answer) -> None:
@@ -105,11 +128,10 @@ def show_sources(answer: Answer) -> None:
     with st.expander(label, expanded=True):
         for number, source in enumerate(answer.sources, start=1):
             cited = " ✓ cited" if number in answer.cited else ""
-            page = f" — page {source.page}" if source.page else ""
-            st.markdown(
-                f"**[{number}] {source.file_name}{page}**{cited} · score {source.score:.2f}"
-            )
-            st.caption(source.file)
+            # File names, paths and headings come from documents: escaped, never markdown.
+            st.markdown(f"**{source_line(number, answer)}**{cited} · score {source.score:.2f}")
+            heading = f" — {source.heading}" if source.heading else ""
+            st.caption(escape_text(source.file + heading))
             snippet = " ".join(source.text.split())
             st.text(snippet[:400] + ("…" if len(snippet) > 400 else ""))
 
@@ -129,10 +151,14 @@ def sidebar(engine: Engine) -> str:
             help="A glob on the file path; leave empty to search everything.",
         )
         st.subheader("Add documents")
+        limit = upload_limit_mb(engine.settings.max_file_mb, st.get_option("server.maxUploadSize"))
         uploads = st.file_uploader(
-            "Files are stored on this machine only",
+            f"Files are stored on this machine only; up to {limit} MB per file",
             type=[s.lstrip(".") for s in supported_suffixes()],
             accept_multiple_files=True,
+            max_upload_size=limit,
+            help=f"A file over {limit} MB is refused by the browser before it is sent "
+            "(RAG_MAX_FILE_MB sets the limit).",
         )
         done = st.session_state.setdefault("ingested_uploads", set())
         fresh = [u for u in uploads or [] if (collection, u.file_id) not in done]
@@ -156,29 +182,31 @@ def safe_collections(engine: Engine) -> list[str]:
     try:
         return engine.collections()
     except USER_ERRORS as exc:
-        st.error(str(exc))
+        st.error(escape_text(str(exc)))
         return []
 
 
 def add_uploads(engine: Engine, uploads, collection: str) -> None:
-    """Save the uploaded files under RAG_HOME/uploads and ingest them, with a progress bar."""
-    folder = engine.settings.home / "uploads" / collection
+    """Save the uploaded files under RAG_HOME/uploads (one folder per content, so uploads never
+    overwrite each other) and ingest them, with a progress bar."""
+    root = engine.settings.home / "uploads"
+    folder = root / collection
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for upload in uploads:
-        target = folder / safe_name(upload.name)
-        target.write_bytes(upload.getbuffer())
-        paths.append(target.resolve())
+    stored = [store_upload(folder, upload.name, bytes(upload.getbuffer())) for upload in uploads]
+    for item in stored:
+        st.caption(escape_text(item.message(root)))
+    # Already-stored copies are passed too: an earlier upload cut short still gets embedded.
+    paths = sorted({item.path.resolve() for item in stored})
     bar = st.progress(0.0, text="Reading and embedding…")
     done = 0
 
     def progress(path: Path, outcome: str, chunks: int) -> None:
         nonlocal done
         done += 1
-        bar.progress(done / len(paths), text=f"{outcome}: {path.name}")
+        bar.progress(min(1.0, done / len(paths)), text=escape_text(f"{outcome}: {path.name}"))
 
     report = shared_ingestor(engine.settings.model_dump_json()).ingest(
-        paths, collection, progress=progress, files=sorted(paths)
+        paths, collection, progress=progress, files=paths
     )
     bar.empty()
     collection_stats.clear()
@@ -186,15 +214,9 @@ def add_uploads(engine: Engine, uploads, collection: str) -> None:
         f"Stored {report.files} file(s), {report.chunks} chunks ({report.unchanged} unchanged)."
     )
     for item in report.skipped:
-        st.info(f"Skipped {Path(item['file']).name}: {item['reason']}")
+        st.info(escape_text(f"Skipped {Path(item['file']).name}: {item['reason']}"))
     for item in report.failed:
-        st.error(f"Could not add {Path(item['file']).name}: {item['error']}")
-
-
-def safe_name(name: str) -> str:
-    """Keep an uploaded file's name but never let it leave the uploads folder."""
-    cleaned = re.sub(r"[^\w.\- ]+", "_", Path(name).name).strip(" .")
-    return cleaned or "upload"
+        st.error(escape_text(f"Could not add {Path(item['file']).name}: {item['error']}"))
 
 
 main()

