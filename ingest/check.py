@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,12 +27,14 @@ from ingest.manifest import (
     FileRecord,
     Manifest,
     ManifestError,
+    list_collections,
     manifest_path,
     manifest_problem,
     now,
 )
 from rag import keyword, store
 from rag.keyword import KeywordIndexError
+from rag.locks import writer_lock
 
 if TYPE_CHECKING:
     from ingest.pipeline import Ingestor
@@ -267,6 +270,36 @@ def check_collection(ingestor: Ingestor, name: str, fix: bool) -> CheckReport:
         return after
     finally:
         manifest.close()
+
+
+def damaged_store_report(name: str, problem: Exception) -> CheckReport:
+    report = CheckReport(collection=name)
+    report.add("store", str(problem))
+    return report
+
+
+def rebuild_store(ingestor: Ingestor, name: str) -> CheckReport:
+    """Move a damaged embedded store aside and embed every collection's files into a new one.
+
+    The store holds all collections, so each one with a manifest is rebuilt (under its own
+    writer lock, taken in name order); files no longer on disk are forgotten."""
+    settings = ingestor.settings
+    names = sorted(set(list_collections(settings.home)) | {name})
+    with ExitStack() as held:
+        for each in names:
+            held.enter_context(writer_lock(settings, each, purpose="ingest check --repair"))
+        store.forget_client(settings)
+        damaged = settings.chroma_path
+        aside = damaged.with_name(f"{damaged.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        damaged.rename(aside)
+        moved = f"moved the damaged store aside to {aside}"
+        reports = {each: check_collection(ingestor, each, fix=True) for each in names}
+    report = reports[name]
+    others = [each for each in names if each != name]
+    report.repaired.insert(0, moved)
+    if others:
+        report.repaired.append(f"rebuilt the other collections too: {', '.join(others)}")
+    return report
 
 
 def dumps(report: CheckReport) -> str:

@@ -5,10 +5,13 @@ This is the only module that imports chromadb.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import threading
 from collections.abc import Iterable
 from typing import Any
 
+from rag.locks import store_init_lock
 from rag.settings import Settings, validate_collection_name
 
 # Chroma caps one write; stay well below it.
@@ -17,6 +20,90 @@ WRITE_BATCH = 1000
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says what to do."""
+
+
+class StoreDamagedError(StoreError):
+    """The embedded store's files are damaged; `ingest check --repair` rebuilds them."""
+
+
+# What Chroma says when its files are damaged (SQLite pages, the log, the HNSW segment).
+DAMAGE_SIGNS = (
+    "malformed",
+    "not a database",
+    "failed to pull logs",
+    "error loading hnsw",
+    "corrupt",
+    "no such table",
+)
+
+
+class Collection:
+    """A Chroma collection and where it lives, so that every failure can name the store."""
+
+    def __init__(self, raw, location: str, embedded: bool) -> None:
+        self.raw = raw
+        self.location = location
+        self.embedded = embedded
+
+    def __getattr__(self, name: str):
+        return getattr(self.raw, name)
+
+
+def store_failure(location: str, embedded: bool, exc: BaseException) -> StoreError:
+    """One line for a failing store call: damaged files, or what Chroma said."""
+    if isinstance(exc, StoreError):
+        return exc
+    detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+    lowered = " ".join(str(e) for e in causes(exc)).lower()
+    damage = next((e for e in causes(exc) if any(s in str(e).lower() for s in DAMAGE_SIGNS)), None)
+    if damage is not None:
+        detail = " ".join(str(damage).split())[:300]
+    if embedded and any(sign in lowered for sign in DAMAGE_SIGNS):
+        return StoreDamagedError(
+            f"the store at {location} is damaged ({detail}); run `ingest check --repair` to "
+            "rebuild it from your files"
+        )
+    if "full" in lowered or getattr(exc, "errno", None) == 28:
+        return StoreError(f"the store at {location} cannot write ({detail}); free some disk space")
+    return StoreError(f"the store at {location} failed ({type(exc).__name__}: {detail})")
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from (Chroma wraps its database errors)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def guarded(function):
+    """Turn any failure of Chroma inside a store function into a StoreError naming the store."""
+
+    @functools.wraps(function)
+    def wrapper(collection, *args, **kwargs):
+        try:
+            return function(collection, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not isinstance(collection, Collection) or not is_store_failure(exc):
+                raise
+            raise store_failure(collection.location, collection.embedded, exc) from exc
+
+    return wrapper
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith("chromadb") or isinstance(exc, (sqlite3.Error, OSError))
+
+
+def location(settings: Settings) -> str:
+    if settings.chroma_host:
+        return f"http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(settings.chroma_path)
 
 
 _clients: dict[tuple, Any] = {}
@@ -34,8 +121,32 @@ def open_client(settings: Settings):
     key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = _connect(settings)
+            if settings.chroma_host:
+                _clients[key] = _connect(settings)
+            else:  # creating a new store's tables must not race another process doing it
+                with store_init_lock(settings):
+                    _clients[key] = _connect(settings)
         return _clients[key]
+
+
+def forget_client(settings: Settings) -> None:
+    """Drop this process's client for a location (after its files were moved away)."""
+    key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
+    with _clients_lock:
+        _clients.pop(key, None)
+    if settings.chroma_host:
+        return
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    # Chroma caches one system per folder, even a half-started one when opening failed.
+    identifier = str(settings.chroma_path)
+    system = SharedSystemClient._identifier_to_system.pop(identifier, None)
+    SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+    if system is not None:
+        try:
+            system.stop()
+        except Exception:  # a system that never started cannot stop cleanly; it is dropped
+            pass
 
 
 def _connect(settings: Settings):
@@ -66,42 +177,63 @@ def _connect(settings: Settings):
             "check RAG_HOME points at a writable folder"
         ) from None
     except Exception as exc:
-        raise StoreError(
-            f"cannot open the store at {settings.chroma_path} ({type(exc).__name__}: {exc})"
-        ) from None
+        raise store_failure(str(settings.chroma_path), True, exc) from exc
 
 
-def get_collection(settings: Settings, name: str | None = None, create: bool = True):
+def get_collection(
+    settings: Settings, name: str | None = None, create: bool = True
+) -> Collection | None:
     """The named collection (cosine distance); None when it does not exist and create is False."""
     name = validate_collection_name(name or settings.collection)
     client = open_client(settings)
+    where, embedded = location(settings), not settings.chroma_host
     if create:
-        return client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
+        try:
+            if embedded:
+                with store_init_lock(settings):
+                    raw = client.get_or_create_collection(
+                        name=name, metadata={"hnsw:space": "cosine"}
+                    )
+            else:
+                raw = client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
+        except Exception as exc:
+            raise store_failure(where, embedded, exc) from exc
+        return Collection(raw, where, embedded)
     try:
-        return client.get_collection(name=name)
-    except Exception:  # chromadb raises NotFoundError / ValueError depending on version
-        return None
+        raw = client.get_collection(name=name)
+    except Exception as exc:  # NotFoundError / ValueError depending on version
+        if "does not exist" in str(exc) or "not found" in str(exc).lower():
+            return None
+        raise store_failure(where, embedded, exc) from exc
+    return Collection(raw, where, embedded)
 
 
 def collection_names(settings: Settings) -> list[str]:
     client = open_client(settings)
-    return sorted(getattr(c, "name", c) for c in client.list_collections())
+    try:
+        return sorted(getattr(c, "name", c) for c in client.list_collections())
+    except Exception as exc:
+        raise store_failure(location(settings), not settings.chroma_host, exc) from exc
 
 
+@guarded
 def count_chunks(collection) -> int:
     return collection.count() if collection is not None else 0
 
 
+@guarded
 def chunk_ids_where(collection, where: dict[str, Any]) -> list[str]:
     return list(collection.get(where=where, include=[])["ids"])
 
 
+@guarded
 def metadata_where(collection, where: dict[str, Any] | None = None, limit: int | None = None):
     """Metadata of the chunks matching `where` (all chunks when None)."""
     result = collection.get(where=where, include=["metadatas"], limit=limit)
     return list(zip(result["ids"], result["metadatas"], strict=True))
 
 
+@guarded
 def delete_ids(collection, ids: Iterable[str]) -> int:
     ids = list(ids)
     for start in range(0, len(ids), WRITE_BATCH):
@@ -109,6 +241,7 @@ def delete_ids(collection, ids: Iterable[str]) -> int:
     return len(ids)
 
 
+@guarded
 def distinct_values(collection, key: str) -> set[str]:
     """All values of one metadata key across the collection, read in pages."""
     values: set[str] = set()
@@ -122,6 +255,7 @@ def distinct_values(collection, key: str) -> set[str]:
         offset += 5000
 
 
+@guarded
 def upsert_nodes(collection, nodes) -> list[str]:
     """Write embedded llama-index nodes in batches; upsert makes a repeated write harmless."""
     from llama_index.core.schema import MetadataMode
@@ -144,6 +278,7 @@ def upsert_nodes(collection, nodes) -> list[str]:
     return ids
 
 
+@guarded
 def set_file_path(collection, ids: list[str], path: str) -> None:
     """Point stored chunks at another path (a moved file), without embedding them again."""
     import json
@@ -165,6 +300,7 @@ def set_file_path(collection, ids: list[str], path: str) -> None:
             collection.update(ids=list(found["ids"]), metadatas=metadatas)
 
 
+@guarded
 def all_ids(collection) -> set[str]:
     ids: set[str] = set()
     offset = 0
@@ -176,6 +312,7 @@ def all_ids(collection) -> set[str]:
         offset += 5000
 
 
+@guarded
 def all_texts(collection, with_headings: bool = True) -> tuple[list[str], list[str]]:
     """Every chunk's id and searchable text (title, heading and passage), read in pages."""
     ids: list[str] = []
@@ -195,6 +332,7 @@ def all_texts(collection, with_headings: bool = True) -> tuple[list[str], list[s
         offset += 5000
 
 
+@guarded
 def nearest(
     collection, embedding: list[float], limit: int, where: dict | None = None
 ) -> list[dict]:
@@ -220,6 +358,7 @@ def nearest(
     ]
 
 
+@guarded
 def chunks_by_id(collection, ids: list[str]) -> dict[str, dict]:
     """id -> {text, meta, embedding} for the given chunk ids."""
     if not ids:
