@@ -29,6 +29,7 @@ from rag.hashing import file_sha256
 from rag.locks import writer_lock
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
+from rag.store import StoreDamagedError
 
 if TYPE_CHECKING:
     from ingest.chunking import Chunker
@@ -340,13 +341,18 @@ class Ingestor:
         on_wait: Callable[[str], None] | None = None,
     ):
         """Compare manifest, store and keyword index (and mend them with `repair`)."""
-        from ingest.check import check_collection
+        from ingest.check import check_collection, damaged_store_report, rebuild_store
 
         name = collection_name or self.settings.collection
         if not manifest_exists(self.settings.home, name):
             raise UnknownCollectionError(name, list_collections(self.settings.home))
-        with writer_lock(self.settings, name, wait, on_wait, "ingest check"):
-            return check_collection(self, name, repair)
+        try:
+            with writer_lock(self.settings, name, wait, on_wait, "ingest check"):
+                return check_collection(self, name, repair)
+        except StoreDamagedError as problem:
+            if not repair or self.settings.chroma_host:
+                return damaged_store_report(name, problem)
+            return rebuild_store(self, name)
 
     def records(self, collection_name: str | None = None) -> list[FileRecord]:
         """Every file the collection knows. A reader: it never changes the store or the manifest;
@@ -465,6 +471,8 @@ class Ingestor:
         intent = manifest.intend("add", ids)
         try:
             store.upsert_nodes(collection, embedded)
+        except StoreDamagedError:
+            raise  # every later batch would fail the same way: stop with one line
         except Exception as exc:
             for item in batch:
                 report.record_problem(item.record.path, "failed", f"could not store ({exc})")
