@@ -248,10 +248,26 @@ def test_random_markdown_never_comes_out_live(source):
     assert live_parts(safe_markdown(source)) == []
 
 
+LINE = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=60) | MARKDOWNISH
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=60) | MARKDOWNISH)
-def test_escaped_text_shows_exactly_the_text(text):
-    text = " ".join(text.split())  # one line: the renderer folds whitespace at its ends
+@given(st.lists(LINE, min_size=1, max_size=4))
+def test_escaped_text_shows_exactly_the_text_as_one_paragraph(lines):
+    # The renderer folds whitespace at line ends and drops blank lines: compare like for like.
+    lines = [" ".join(line.split()) for line in lines]
+    text = "\n".join(line for line in lines if line)
     escaped = escape_text(text)
     assert live_parts(escaped) == []
-    assert visible_text(escaped) == text
+    assert visible_text(escaped) == text.replace("\n", " ")
+    if text:
+        assert [n.type for n in SyntaxTreeNode(READER.parse(escaped)).children] == ["paragraph"]
+
+
+@pytest.mark.parametrize(
+    "line", ["- a", "+ b", "* c", "1. d", "2) e", "===", "---", "***", "> f", "# g", "| h |", "```"]
+)
+def test_escaped_text_never_starts_a_block(line):
+    escaped = escape_text(f"first line\n{line}")
+    assert [n.type for n in SyntaxTreeNode(READER.parse(escaped)).children] == ["paragraph"]
+    assert visible_text(escaped) == f"first line {line}"

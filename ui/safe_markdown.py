@@ -19,10 +19,13 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-# ASCII punctuation that can start or end markdown syntax (CommonMark lets any of it be
-# backslash-escaped, and the escape renders as the character itself). Left out: ' " , ; ? % /,
-# which only mean something inside a link, and a link needs a `[`, which is escaped.
-SYNTAX_CHARS = frozenset("!#$&()*+-.:<=>@[\\]^_`{|}~")
+# ASCII punctuation that can start or end markdown syntax anywhere in a line (CommonMark lets any
+# of it be backslash-escaped, and the escape renders as the character itself). Not listed:
+# ! ( ) ' " , ; ? % /, which only mean something next to a `[` (escaped), and - + = . ) which
+# only matter at the start of a line (LINE_START).
+SYNTAX_CHARS = frozenset("#$&*:<>@[\\]^_`{|}~")
+# A list item, setext underline or rule at the start of a line: `- `, `+`, `=`, `1.`, `2)`.
+LINE_START = re.compile(r"(^|\n)([ \t]*)([-+=]|\d{1,9}[.)])")
 
 # What every address GitHub's bare-URL linker (remark-gfm in Streamlit) links must contain:
 # `://`, `www.` or `@domain.x`. Broader than the linker on purpose; the whole word around a hit
@@ -230,7 +233,9 @@ def address_spans(text: str) -> list[tuple[int, int]]:
 
 
 def escape(text: str) -> str:
-    return "".join("\\" + c if c in SYNTAX_CHARS else c for c in text)
+    """Backslash-escape syntax; `text` is taken to start a line (needless escapes are harmless)."""
+    text = "".join("\\" + c if c in SYNTAX_CHARS else c for c in text)
+    return LINE_START.sub(lambda m: m[1] + m[2] + m[3][:-1] + "\\" + m[3][-1], text)
 
 
 def code_span(content: str, in_table: bool = False) -> str:

@@ -7,10 +7,11 @@ from ui.safe_markdown import escape_text, safe_markdown
 
 
 def source_line(number: int, answer: Answer) -> str:
-    """`[n] file — page p` for source `number` (1-based), as escaped markdown."""
+    """`[n] file — page p` for source `number` (1-based), as escaped markdown. The `[n]` is
+    left as typed: with a space after it and no definitions around, it cannot be a link."""
     source = answer.sources[number - 1]
     page = f" — page {source.page}" if source.page else ""
-    return escape_text(f"[{number}] {source.file_name}{page}")
+    return f"[{number}] " + escape_text(f"{source.file_name}{page}")
 
 
 def conversation_markdown(history: list[dict], collection: str) -> str:
