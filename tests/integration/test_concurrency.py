@@ -1,5 +1,6 @@
 """Five sessions of the page asking at once share one model and all get whole answers."""
 
+import re
 import threading
 
 import pytest
@@ -51,7 +52,7 @@ def test_five_simultaneous_sessions_all_get_answers(sample_home, monkeypatch):
     for app, expected in zip(apps, EXPECTED, strict=True):
         assert not app.exception
         answer = [m for m in app.chat_message if m.name == "assistant"][-1]
-        texts = [md.value for md in answer.markdown]
+        texts = [re.sub(r"\\(.)", r"\1", md.value) for md in answer.markdown]  # unescaped
         assert texts[0].strip(), "empty answer"
         assert "<|im_end|>" not in texts[0] and "<|im_start|>" not in texts[0]
         sources = [t for t in texts if t.startswith("**[")]
