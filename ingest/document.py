@@ -78,16 +78,18 @@ class Budget:
         return text
 
     def cells(self, row: list[str]) -> list[str]:
-        """A table row with at most max_row_cells cells of at most max_cell_chars characters."""
-        if len(row) > self.max_row_cells:
-            row, self.cut_rows = row[: self.max_row_cells], self.cut_rows + 1
+        """A table row without its empty cells at the end, with at most max_row_cells cells of
+        at most max_cell_chars characters."""
+        end = len(row)
+        while end and not row[end - 1]:
+            end -= 1
+        if end > self.max_row_cells:
+            end, self.cut_rows = self.max_row_cells, self.cut_rows + 1
         kept = []
-        for cell in row:
+        for cell in row[:end]:
             if len(cell) > self.max_cell_chars:
-                cell, self.cut_cells = (
-                    cell[: self.max_cell_chars].rstrip() + " …",
-                    self.cut_cells + 1,
-                )
+                cell = cell[: self.max_cell_chars].rstrip() + " …"
+                self.cut_cells += 1
             kept.append(cell)
         return kept
 

@@ -60,7 +60,7 @@ def load_csv(path: Path, budget: Budget) -> LoadedFile:
         dialect = csv.Sniffer().sniff(first[:16384], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW_CHARS))
+    csv.field_size_limit(max(csv.field_size_limit(), 2 * MAX_ROW_CHARS))  # ours stops first
     lines = RecordLines(chain([first], pieces), MAX_ROW_CHARS)
     reader = csv.reader(lines, dialect)
     kept: list[str] = []
@@ -71,7 +71,7 @@ def load_csv(path: Path, budget: Budget) -> LoadedFile:
                 break
     except csv.Error as exc:
         raise LoadError(
-            f"malformed CSV at line {reader.line_num} ({exc}); check its quotes and delimiters"
+            f"malformed CSV at line {lines.number} ({exc}); check its quotes and delimiters"
         ) from None
     if not kept:
         raise SkipFile("no rows in the table")
@@ -100,10 +100,12 @@ class RecordLines:
         self.limit = limit
         self.fed = 0  # characters handed over since the last complete record
         self.record_cut = False
+        self.number = 0  # lines handed over
 
     def __iter__(self) -> Iterator[str]:
         for line in self._lines():
-            self.fed += len(line)
+            self.number += 1
+            self.fed += len(line) - 1  # the line end does not count
             if self.fed > self.limit:
                 raise csv.Error(
                     f"a record runs over {self.limit:,} characters (unbalanced quotes?)"

@@ -142,6 +142,7 @@ class ParsePool:
         self.size = max(1, settings.ingest_workers)
         self.ahead = 1 if settings.ingest_workers <= 0 else settings.ingest_workers * 4
         self._workers: list[Worker] = []
+        self._broken: LoadError | None = None  # why a worker could not start, if one could not
 
     def map(self, items: list) -> Iterator[tuple]:
         items = list(items)
@@ -149,6 +150,9 @@ class ParsePool:
         waiting = deque(range(len(items)))
         for index, (path, record) in enumerate(items):
             while index not in results:
+                if self._broken is not None:  # no worker can start: fail fast, not per file
+                    results.update((i, self._broken) for i in waiting)
+                    waiting.clear()
                 self._dispatch(items, waiting, index + self.ahead)
                 self._collect(results)
             yield path, record, results.pop(index)
@@ -218,10 +222,11 @@ class ParsePool:
                 continue
             results[worker.task] = message
             worker.task = None
-            # A worker that could not start is gone; one left big by its last file is retired,
-            # so that the next file is measured from a fresh start.
-            if not worker.ready or resident_mb(worker.process.pid) > RETIRE_SHARE * limit_mb:
+            if not worker.ready:  # it could not start, and no other worker will
+                self._broken = message if isinstance(message, LoadError) else None
                 self._kill(worker)
+            elif resident_mb(worker.process.pid) > RETIRE_SHARE * limit_mb:
+                self._kill(worker)  # left big by its last file: the next one starts fresh
         now = time.monotonic()
         timeout = self.settings.parse_timeout_s
         for worker in [w for w in self._workers if w.task is not None]:
@@ -246,11 +251,15 @@ class ParsePool:
 
     def _fail(self, worker: Worker, results: dict[int, object], what: str, hint: str) -> None:
         """Record the worker's file as failed and take the worker out of service."""
-        task = worker.task
+        task, ready = worker.task, worker.ready
         self._kill(worker)
         if not hint:  # it ended by itself: say how
-            what = f"{what} ({exit_reason(worker.process.returncode)})"
-            hint = "the file may be damaged"
+            how = exit_reason(worker.process.returncode)
+            if ready:
+                what, hint = f"{what} ({how})", "the file may be damaged"
+            else:
+                what, hint = f"the parser process could not start ({how})", "see the errors above"
+                self._broken = LoadError(f"{what}; {hint}")
         results[task] = LoadError(f"{what}; {hint}")
 
     def _kill(self, worker: Worker) -> None:

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     )
     parse_memory_mb: int = Field(
         1024,
-        ge=64,
+        ge=256,  # the parser process itself takes about 150 MB
         description="Memory one parser process may use on a file before it is stopped and the "
         "file reported as failed.",
     )

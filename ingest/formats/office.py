@@ -31,13 +31,13 @@ def load_docx(path: Path, budget: Budget) -> LoadedFile:
             if not text:
                 continue
             level = heading_level(block.style.name if block.style is not None else "")
-            lines.append(budget.take(f"{'#' * level} {text}" if level else text))
+            lines.append(budget.take(f"{'#' * level} {text}\n" if level else f"{text}\n"))
         elif isinstance(block, Table):
-            lines.extend(budget.take(row) for row in table_rows(block, budget))
-        lines.append("")
+            lines.extend(budget.take(row + "\n") for row in table_rows(block, budget))
+        lines.append(budget.take("\n"))
         if budget.full:
             break
-    text = clean_text("\n".join(lines))
+    text = clean_text("".join(lines))
     title = (document.core_properties.title or "").strip() or first_heading(text) or path.stem
     return LoadedFile([Section(text=text, markdown=True)], title=title, parser="python-docx")
 
@@ -114,7 +114,7 @@ def load_xlsx(path: Path, budget: Budget) -> LoadedFile:
         for sheet in book.worksheets:
             width = budget.max_row_cells + 1  # one more than kept, to see that a row was cut
             rows = (
-                budget.cells(trimmed_row(row))
+                budget.cells(cell_texts(row))
                 for row in sheet.iter_rows(values_only=True, max_col=width)
                 if row.count(None) != len(row)
             )
@@ -135,12 +135,8 @@ def load_xlsx(path: Path, budget: Budget) -> LoadedFile:
     return LoadedFile(sections, title=path.stem, parser="openpyxl")
 
 
-def trimmed_row(row: tuple) -> list[str]:
-    """Cell values as text, without the empty cells at the end of the row."""
-    values = [("" if v is None else str(v)).strip() for v in row]
-    while values and not values[-1]:
-        values.pop()
-    return values
+def cell_texts(row: tuple) -> list[str]:
+    return [("" if v is None else str(v)).strip() for v in row]
 
 
 def table_lines(rows: Iterable[list[str]]) -> Iterator[str]:

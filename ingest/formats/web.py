@@ -69,7 +69,7 @@ def bounded_markup(handle, budget: Budget) -> bytes:
     raw = handle.read(limit + 1)
     if len(raw) > limit:
         budget.stop(
-            f"only the first {limit / 1e6:,.1f} MB of HTML read "
+            f"only the first {limit:,} bytes of HTML read "
             f"({HTML_BYTES_PER_CHAR} bytes per character of RAG_MAX_FILE_CHARS)"
         )
         raw = raw[:limit]
