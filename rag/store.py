@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,13 +41,33 @@ DAMAGE_SIGNS = (
 class Collection:
     """A Chroma collection and where it lives, so that every failure can name the store."""
 
-    def __init__(self, raw, location: str, embedded: bool) -> None:
+    def __init__(self, raw, location: str, embedded: bool, settings: Settings | None = None):
         self.raw = raw
         self.location = location
         self.embedded = embedded
+        self.settings = settings
 
     def __getattr__(self, name: str):
         return getattr(self.raw, name)
+
+    def reopen(self) -> None:
+        """Read the collection afresh from disk (see STALE_READ)."""
+        if self.settings is None or not self.embedded:
+            return
+        key = (str(self.settings.chroma_path), self.settings.chroma_host, self.settings.chroma_port)
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        with _clients_lock:  # a new client; the old one stays usable for whoever holds it
+            _clients.pop(key, None)
+            SharedSystemClient._identifier_to_system.pop(str(self.settings.chroma_path), None)
+            SharedSystemClient._identifier_to_refcount.pop(str(self.settings.chroma_path), None)
+        self.raw = open_client(self.settings).get_collection(name=self.raw.name)
+
+
+# Chroma's answer when a reader's copy of the vector index still holds chunks that another
+# process deleted a moment ago; reading the collection afresh resolves it.
+STALE_READ = "Error finding id"
+STALE_RETRIES = 4
 
 
 def store_failure(location: str, embedded: bool, exc: BaseException) -> StoreError:
@@ -83,14 +104,20 @@ def guarded(function):
 
     @functools.wraps(function)
     def wrapper(collection, *args, **kwargs):
-        try:
-            return function(collection, *args, **kwargs)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if not isinstance(collection, Collection) or not is_store_failure(exc):
+        for attempt in range(STALE_RETRIES + 1):
+            try:
+                return function(collection, *args, **kwargs)
+            except StoreError:
                 raise
-            raise store_failure(collection.location, collection.embedded, exc) from exc
+            except Exception as exc:
+                if not isinstance(collection, Collection) or not is_store_failure(exc):
+                    raise
+                if STALE_READ in str(exc) and attempt < STALE_RETRIES:
+                    time.sleep(0.2 * (attempt + 1))
+                    collection.reopen()
+                    continue
+                raise store_failure(collection.location, collection.embedded, exc) from exc
+        raise AssertionError("unreachable")
 
     return wrapper
 
@@ -198,14 +225,14 @@ def get_collection(
                 raw = client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
         except Exception as exc:
             raise store_failure(where, embedded, exc) from exc
-        return Collection(raw, where, embedded)
+        return Collection(raw, where, embedded, settings)
     try:
         raw = client.get_collection(name=name)
     except Exception as exc:  # NotFoundError / ValueError depending on version
         if "does not exist" in str(exc) or "not found" in str(exc).lower():
             return None
         raise store_failure(where, embedded, exc) from exc
-    return Collection(raw, where, embedded)
+    return Collection(raw, where, embedded, settings)
 
 
 def collection_names(settings: Settings) -> list[str]:
