@@ -28,6 +28,10 @@ class EmptyCollectionError(RuntimeError):
     """The collection holds no documents yet."""
 
 
+class QuestionTooLongError(ValueError):
+    """The question leaves no room for a passage in the model's context window."""
+
+
 class AnswerStream:
     """Iterate to receive the answer's text as it is generated; `answer` is set when it ends."""
 
@@ -111,9 +115,31 @@ class Engine:
         started = time.perf_counter()
         retrieval = self.retrieve(question, collection, top_k, where)
         retrieved = time.perf_counter()
+        used = self._fit(question, retrieval)
         result = AnswerStream(iter(()))
-        result._tokens = self._generate(question, retrieval, started, retrieved, result)
+        result._tokens = self._generate(question, retrieval, used, started, retrieved, result)
         return result
+
+    def _fit(self, question: str, retrieval: Retrieval) -> list[SourceRef]:
+        """The passages that fit the model's context with the question; none when refused."""
+        if retrieval.refused or not retrieval.sources:  # weak evidence: no model needed
+            return []
+        llm = self.llm
+        budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
+        used = fit_sources(question, retrieval.sources, llm.count_tokens, budget)
+        if not used:
+            size = llm.count_tokens(question)
+            room = f"RAG_N_CTX={llm.n_ctx} leaves {max(budget, 0)} for the question and passages"
+            if size * 2 > budget:
+                raise QuestionTooLongError(
+                    f"the question is too long for the model's context ({size} tokens; {room}); "
+                    "shorten the question or raise RAG_N_CTX"
+                )
+            raise QuestionTooLongError(
+                f"the model's context is too small for even one passage ({room}); raise RAG_N_CTX "
+                "or lower RAG_MAX_ANSWER_TOKENS or RAG_CHUNK_SIZE"
+            )
+        return used
 
     def chat(
         self,
@@ -135,8 +161,11 @@ class Engine:
         prompt_question = (
             f"{question.strip()}\n(This follows the earlier question: {history[-1].strip()})"
         )
+        used = self._fit(prompt_question, retrieval)
         result = AnswerStream(iter(()))
-        result._tokens = self._generate(prompt_question, retrieval, started, retrieved, result)
+        result._tokens = self._generate(
+            prompt_question, retrieval, used, started, retrieved, result
+        )
         return result
 
     def ask(
@@ -156,6 +185,7 @@ class Engine:
         self,
         question: str,
         retrieval: Retrieval,
+        used: list[SourceRef],
         started: float,
         retrieved: float,
         result: AnswerStream,
@@ -163,14 +193,9 @@ class Engine:
         sources = retrieval.sources
         pieces: list[str] = []
         first_token: float | None = None
-        used: list[SourceRef] = []
-        if not retrieval.refused:  # weak evidence: say so without asking the model
-            llm = self.llm
-            budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
-            used = fit_sources(question, sources, llm.count_tokens, budget)
         if used:
             messages = build_messages(question, used)
-            for piece in llm.stream_chat(
+            for piece in self.llm.stream_chat(
                 messages, self.settings.max_answer_tokens, self.settings.temperature
             ):
                 if first_token is None:

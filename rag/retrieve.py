@@ -26,6 +26,10 @@ class Retrieval:
     refused: bool
 
 
+class NoMatchingFilesError(ValueError):
+    """A path filter that matches no stored file: say so, rather than "not in the documents"."""
+
+
 def parse_where(where: str | None) -> str | None:
     """`path:*.pdf` (or just `*.pdf`) -> the glob; None for no filter."""
     if not where:
@@ -57,9 +61,13 @@ class Retriever:
     def retrieve(self, question: str, top_k: int, where: str | None = None) -> Retrieval:
         mode = self.settings.retrieval_mode
         pool = max(self.settings.candidates, top_k)
-        chroma_where, allowed = self._filter(parse_where(where))
+        glob = parse_where(where)
+        chroma_where, allowed = self._filter(glob)
         if allowed is not None and not allowed:
-            return Retrieval([], 0.0, 0.0, True)
+            raise NoMatchingFilesError(
+                f"no stored file of collection '{self.name}' matches the filter '{glob}'; "
+                "`ingest list` shows the stored paths (a pattern without '/' matches file names)"
+            )
         query_vector = self.embedder.get_query_embedding(question)
         dense = (
             []

@@ -2,7 +2,8 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from rag.answer import REFUSAL_TEXT, build_messages
-from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, build_engine
+from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, QuestionTooLongError, build_engine
+from rag.retrieve import NoMatchingFilesError
 from tests.conftest import FakeLLM
 
 
@@ -95,7 +96,10 @@ def test_where_filter_limits_sources_to_matching_paths(settings, fake_embedder, 
     engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
     sources = engine.retrieve("leave robot", top_k=5, where="path:*robot*").sources
     assert sources and all(s.file_name == "robot.md" for s in sources)
-    assert engine.retrieve("leave", where="*.pdf").refused
+    with pytest.raises(
+        NoMatchingFilesError, match=r"no stored file .* matches the filter '\*\.pdf'"
+    ):
+        engine.retrieve("leave", where="*.pdf")  # not "the documents do not contain the answer"
     with pytest.raises(ValueError, match="--where needs a pattern"):
         engine.retrieve("leave", where="path:")
 
@@ -108,3 +112,14 @@ def test_weak_evidence_is_refused_without_calling_the_model(
     answer = engine.ask("annual leave days")
     assert answer.refused and answer.text == REFUSAL_TEXT
     assert fake_llm.prompts == [] and answer.sources  # the closest passages are still shown
+
+
+def test_a_question_too_long_for_the_context_says_so(settings, fake_embedder, filled):
+    small = FakeLLM(n_ctx=settings.max_answer_tokens + TEMPLATE_RESERVE + 250)
+    engine = build_engine(settings, embedder=fake_embedder, llm=small)
+    question = "How long does the robot take to charge? " + "really " * 400
+    with pytest.raises(QuestionTooLongError, match="RAG_N_CTX") as raised:
+        engine.ask(question)
+    assert "too long" in str(raised.value) and "\n" not in str(raised.value)
+    assert small.prompts == []  # the model was not asked
+    assert not engine.ask("How long does the robot take to charge?").refused
