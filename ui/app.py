@@ -205,8 +205,11 @@ def add_uploads(engine: Engine, uploads, collection: str) -> None:
         done += 1
         bar.progress(min(1.0, done / len(paths)), text=escape_text(f"{outcome}: {path.name}"))
 
+    def waiting(message: str) -> None:  # another command holds the collection's writer lock
+        bar.progress(0.0, text=escape_text(message[:1].upper() + message[1:]))
+
     report = shared_ingestor(engine.settings.model_dump_json()).ingest(
-        paths, collection, progress=progress, files=paths
+        paths, collection, progress=progress, files=paths, on_wait=waiting
     )
     bar.empty()
     collection_stats.clear()
