@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         default_factory=lambda: default_ingest_workers(),
         ge=0,
         le=64,
-        description="Processes that parse files while embedding runs (0: parse in-process).",
+        description="Parser processes working ahead of embedding (0: one, parsing one file at a time).",
     )
 
     chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
