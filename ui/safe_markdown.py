@@ -184,7 +184,7 @@ def plain(pieces: list[Piece]) -> str:
 
 def inline_markdown(pieces: list[Piece], in_table: bool = False) -> str:
     """Join pieces into markdown: text escaped (addresses in it made code), code fenced."""
-    out: list[str] = []
+    out: list[tuple[bool, str]] = []
     text = ""
     for kind, value in [*pieces, ("mark", "")]:
         if kind == "text":
@@ -193,19 +193,34 @@ def inline_markdown(pieces: list[Piece], in_table: bool = False) -> str:
         if text:
             out.extend(text_markdown(text, in_table))
             text = ""
-        out.append(code_span(value, in_table) if kind == "code" else value)
-    return "".join(out)
+        out.append((True, code_span(value, in_table)) if kind == "code" else (False, value))
+    return join_spans(out)
 
 
-def text_markdown(text: str, in_table: bool) -> list[str]:
+def join_spans(parts: list[tuple[bool, str]]) -> str:
+    """Concatenate (is_code, markdown) parts, with a space between two code spans that would
+    touch: two fences side by side read as one longer fence and end the spans elsewhere."""
+    joined = ""
+    after_code = False
+    for is_code, part in parts:
+        if not part:
+            continue
+        if is_code and after_code:
+            joined += " "
+        joined += part
+        after_code = is_code
+    return joined
+
+
+def text_markdown(text: str, in_table: bool) -> list[tuple[bool, str]]:
     """Escape text; any address in it goes into a code span so that nothing links it."""
-    out: list[str] = []
+    out: list[tuple[bool, str]] = []
     position = 0
     for start, end in address_spans(text):
-        out.append(escape(text[position:start]))
-        out.append(code_span(text[start:end], in_table))
+        out.append((False, escape(text[position:start])))
+        out.append((True, code_span(text[start:end], in_table)))
         position = end
-    out.append(escape(text[position:]))
+    out.append((False, escape(text[position:])))
     return out
 
 
