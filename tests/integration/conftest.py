@@ -62,3 +62,12 @@ def sample_home(tmp_path_factory) -> Path:
     report = json.loads(result.stdout)
     assert report["files"] == len([p for p in SAMPLES.iterdir() if p.is_file()]), report
     return home
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with no background connections (never a downloaded browser)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

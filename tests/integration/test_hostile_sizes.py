@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.corpus import make_long_pdf
 from tests.conftest import BIN
 
 pytestmark = pytest.mark.integration
@@ -48,41 +49,6 @@ def write_one_line_text(path: Path, size_bytes: int = 200 * 1024 * 1024) -> None
     write_repeated(path, " ".join(WORDS) + " ", size_bytes)
 
 
-def write_many_page_pdf(path: Path, pages: int = 5000, line_chars: int = 100) -> None:
-    """A valid PDF written by hand: one short line of text per page, one shared font."""
-    objects: list[bytes] = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"",  # the page tree, filled in below
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    kids = []
-    for number in range(1, pages + 1):
-        text = f"Page {number} of the long report: " + " ".join(WORDS)
-        text = text[:line_chars]
-        stream = f"BT /F1 10 Tf 40 760 Td ({text}) Tj ET".encode()
-        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
-        content = len(objects)
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % content
-        )
-        kids.append(b"%d 0 R" % len(objects))
-    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    path.write_bytes(bytes(out))
-
-
 def make_hostile_folder(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files = {
@@ -93,8 +59,11 @@ def make_hostile_folder(folder: Path) -> dict[str, Path]:
     }
     write_one_line_csv(files["csv"])
     write_one_line_text(files["text"])
-    write_many_page_pdf(files["pdf"])
+    make_long_pdf(files["pdf"], pages=5000)
     files["note"].write_text("# Ferry timetable\n\nThe harbour ferry leaves at 07:40 daily.\n")
+    latin1 = os.path.join(os.fsencode(folder), b"caf\xe9-menu.txt")  # not a UTF-8 name
+    with open(latin1, "wb") as handle:
+        handle.write(b"The cafe opens at nine.\n")
     return files
 
 
@@ -149,4 +118,6 @@ def test_huge_files_cost_one_line_each_and_memory_stays_bounded(tmp_path):
     assert "RAG_MAX_ROW_CELLS" in report_lines(report, files["csv"])[0]
     assert report_lines(report, files["note"]) == []
     assert report["files"] == 4 and not report["failed"], report
+    named = [s for s in report["skipped"] if "caf" in s["file"]]
+    assert len(named) == 1 and "not valid UTF-8" in named[0]["reason"], report["skipped"]
     assert peak_mb < PEAK_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"

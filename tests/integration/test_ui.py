@@ -10,11 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import BIN, ROOT
-from tests.integration.conftest import free_port, wait_for_http
+from tests.integration.conftest import CHROMIUM, free_port, launch_chromium, wait_for_http
 
 pytestmark = pytest.mark.integration
 APP = str(ROOT / "ui" / "app.py")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_app_loads_shows_counts_and_answers_with_sources(sample_home, monkeypatch):
@@ -64,15 +63,7 @@ def test_real_server_in_headless_chromium(sample_home, tmp_path):
     try:
         wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, process=server)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                ],
-            )
+            browser = launch_chromium(p)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
             box = page.get_by_placeholder("Ask a question about your documents")

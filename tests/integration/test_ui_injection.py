@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, ROOT
-from tests.integration.conftest import free_port, run_cli, wait_for_http
+from tests.integration.conftest import CHROMIUM, free_port, launch_chromium, run_cli, wait_for_http
 from tests.test_safe_markdown import live_parts, visible_text
 
 pytestmark = pytest.mark.integration
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 HOSTILE_NAME = "[click](javascript:alert(1)) <b>bold<b> <img src=x> *em*.md"
 
@@ -186,15 +185,7 @@ def test_injected_markdown_loads_nothing_and_shows_urls_as_text(
     try:
         wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, process=server)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                ],
-            )
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 2800})
             page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
             box = page.get_by_placeholder("Ask a question about your documents")
