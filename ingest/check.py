@@ -30,7 +30,6 @@ from ingest.manifest import (
     list_collections,
     manifest_path,
     manifest_problem,
-    now,
 )
 from rag import keyword, store
 from rag.keyword import KeywordIndexError
@@ -217,11 +216,6 @@ def rebuild_manifest(ingestor: Ingestor, name: str, collection) -> str:
                         sha256=entry["sha256"],
                         content_key=key,
                         signature=ingestor.signature,
-                        status="stored",
-                        parser=None,
-                        error=None,
-                        warnings=[],
-                        ingested_at=now(),
                     ),
                 )
     finally:

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.store import StoreError
@@ -62,11 +62,11 @@ class FileRecord:
     sha256: str | None
     content_key: str | None
     signature: str
-    status: str
-    parser: str | None
-    error: str | None
-    warnings: list[str]
-    ingested_at: float
+    status: str = "stored"
+    parser: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    ingested_at: float = field(default_factory=lambda: now())
     chunks: int = 0
 
     def public(self) -> dict:

@@ -21,7 +21,6 @@ from ingest.manifest import (
     UnknownCollectionError,
     list_collections,
     manifest_exists,
-    now,
 )
 from ingest.names import escape_bytes, is_utf8, printable, skipped
 from rag import keyword, store
@@ -407,11 +406,6 @@ class Ingestor:
             sha256=sha256,
             content_key=content_key,
             signature=self.signature,
-            status="stored",
-            parser=None,
-            error=None,
-            warnings=[],
-            ingested_at=now(),
         )
         if content_key not in damaged and manifest.content(content_key) is not None:
             link_content(manifest, collection, record, old)
@@ -623,4 +617,3 @@ def damaged_contents(manifest: Manifest, collection) -> set[str]:
         return set()
     present = store.all_ids(collection)
     return {key for key, ids in by_content.items() if any(i not in present for i in ids)}
-
