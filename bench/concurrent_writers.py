@@ -1,9 +1,9 @@
 """Stress: commands run while `ingest` writes, many rounds over; nothing stored may be lost.
 
-Each round, in a fresh RAG_HOME: `ingest` of 20 text files while a loop runs
-`ingest remove /some/path/not/stored` and `rag ask` again and again; then `ingest check` must be
-clean and every file must have its chunks. Then, in the same home, a folder is removed while
-questions run. Any failed command, empty answer or unclean check is a failure.
+Each round, in a fresh RAG_HOME: `ingest` of 20 text files while two loops run beside it,
+one `ingest remove /some/path/not/stored` and one `rag ask`, again and again; then `ingest check`
+must be clean and every file must have its chunks. Then, in the same home, a folder is removed
+while questions run. Any failed command, empty answer or unclean check is a failure.
 
     .venv/bin/python bench/concurrent_writers.py --rounds 10 [--json out.json]
 """
@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,32 +45,58 @@ def cli(*argv: str, env: dict) -> subprocess.CompletedProcess:
     )
 
 
+def repeat_while(process: subprocess.Popen, command: list[str], env: dict, ok) -> list[str]:
+    """Run `command` again and again in a thread while `process` runs; its failures."""
+    problems: list[str] = []
+    runs = [0]
+
+    def loop() -> None:
+        while process.poll() is None:
+            result = cli(*command, env=env)
+            runs[0] += 1
+            if not ok(result):
+                problems.append(f"{command[0]} {command[1]}: {result.stderr.strip()[-300:]}")
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    process.wait()
+    thread.join()
+    problems.insert(0, str(runs[0]))
+    return problems
+
+
+def answered(result: subprocess.CompletedProcess) -> bool:
+    if result.returncode != 0:
+        return "is empty" in result.stderr  # asked before the first batch was stored
+    return bool(json.loads(result.stdout)["sources"])
+
+
 def round_trip(work: Path, seed: int) -> dict:
     library = work / "library"
     make_library(library, seed)
     env = dict(os.environ, RAG_HOME=str(work / "home"))
+    ask = ["rag", "ask", "What is code b3q7z?", "--json"]
     problems: list[str] = []
     ingest = subprocess.Popen(
-        [str(BIN / "ingest"), str(library), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [str(BIN / "ingest"), str(library), "--json"], env=env, stdout=subprocess.DEVNULL
     )
-    removes = asks = 0
-    while ingest.poll() is None:
-        result = cli("ingest", "remove", "/some/path/not/stored", env=env)
-        removes += 1
-        if result.returncode != 0:
-            problems.append(f"remove: {result.stderr.strip()}")
-        if ingest.poll() is None and removes % 3 == 0:
-            result = cli("rag", "ask", "What is code b3q7z?", "--json", env=env)
-            asks += 1
-            if result.returncode != 0 and "is empty" not in result.stderr:
-                problems.append(f"ask: {result.stderr.strip()}")
-    out, err = ingest.communicate()
+    removing = threading.Thread(
+        target=lambda: removes.extend(
+            repeat_while(
+                ingest,
+                ["ingest", "remove", "/some/path/not/stored"],
+                env,
+                lambda r: r.returncode == 0,
+            )
+        )
+    )
+    removes: list[str] = []
+    removing.start()
+    asks = repeat_while(ingest, ask, env, answered)
+    removing.join()
+    problems += removes[1:] + asks[1:]
     if ingest.returncode != 0:
-        problems.append(f"ingest: {err.strip()}")
+        problems.append("ingest failed")
     files = json.loads(cli("ingest", "list", "--json", env=env).stdout)
     empty = [f["file"] for f in files if f["chunks"] == 0]
     if len(files) != 20 or empty:
@@ -78,23 +105,21 @@ def round_trip(work: Path, seed: int) -> dict:
     if check.returncode != 0:
         problems.append(f"check: {check.stdout.strip()}")
     remove = subprocess.Popen(
-        [str(BIN / "ingest"), "remove", str(library / "a")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        [str(BIN / "ingest"), "remove", str(library / "a")], env=env, stdout=subprocess.DEVNULL
     )
-    while remove.poll() is None:
-        result = cli("rag", "ask", "What is code b3q7z?", "--json", env=env)
-        asks += 1
-        if result.returncode != 0 or not json.loads(result.stdout)["sources"]:
-            problems.append(f"ask during remove: {result.stderr.strip()}")
-    if remove.wait() != 0:
+    asks_during_remove = repeat_while(remove, ask, env, answered)
+    problems += asks_during_remove[1:]
+    if remove.returncode != 0:
         problems.append("remove of a folder failed")
     check = cli("ingest", "check", "--json", env=env)
     if check.returncode != 0:
         problems.append(f"check after remove: {check.stdout.strip()}")
-    return {"removes": removes, "asks": asks, "problems": problems}
+    return {
+        "removes": int(removes[0]),
+        "asks": int(asks[0]),
+        "asks_during_remove": int(asks_during_remove[0]),
+        "problems": problems,
+    }
 
 
 def main() -> int:
@@ -111,8 +136,9 @@ def main() -> int:
         results.append(result)
         status = "ok" if not result["problems"] else "; ".join(result["problems"])
         print(
-            f"round {number + 1}: {result['removes']} removes, {result['asks']} questions during "
-            f"writes, {result['seconds']} s: {status}",
+            f"round {number + 1}: {result['removes']} removes and {result['asks']} questions "
+            f"during the ingest, {result['asks_during_remove']} questions during a removal, "
+            f"{result['seconds']} s: {status}",
             flush=True,
         )
     failed = sum(1 for r in results if r["problems"])
