@@ -196,7 +196,12 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    records = Ingestor(settings).records()
+    try:
+        records = Ingestor(settings).records()
+    except UnknownCollectionError:
+        if args.collection:  # a name given by hand that matches nothing: say so
+            raise
+        records = []  # nothing ingested yet into the default collection
     if args.json:
         print(json.dumps([r.public() for r in records], ensure_ascii=False))
         return 0

@@ -34,6 +34,10 @@ def fake_models(monkeypatch, fake_embedder):
         ["rag", "status"],
         ["rag", "ui"],
         ["ingest"],
+        ["ingest", "remove"],
+        ["ingest", "list"],
+        ["ingest", "collections"],
+        ["ingest", "check"],
     ],
 )
 def test_every_command_has_help(argv, capsys):
@@ -50,6 +54,7 @@ def test_readme_documents_every_command():
     commands = ["make run", "make test", "rag ask", "rag chat", "rag eval", "rag ui", "rag status"]
     commands += ["rag model info", "rag model pull"]
     commands += ["ingest PATH", "ingest remove", "ingest list", "ingest collections"]
+    commands += ["ingest check", "--no-wait", "When something is damaged"]
     for command in commands:
         assert command in readme
 
@@ -210,3 +215,31 @@ def test_chat_reads_questions_from_stdin_and_keeps_context(
     out = capsys.readouterr().out
     assert out.count("rag> Twenty-two days [1].") == 2
     assert out.count("a.md") == 2  # the follow-up found the widget passage again
+
+
+def test_list_names_a_missing_collection_without_creating_it(fake_models, capsys, rag_home):
+    assert ingest.cli.main(["list"]) == 0  # nothing ingested yet: a hint, not an error
+    assert "holds no files" in capsys.readouterr().out
+    assert ingest.cli.main(["list", "--collection", "typo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no collection named 'typo'" in err[0]
+    assert not (rag_home / "manifests" / "typo.sqlite3").exists()
+
+
+def test_check_command_reports_clean_and_problems(fake_models, capsys, tmp_path):
+    (tmp_path / "a.md").write_text("# A\n\nAlpha text about rivers.\n")
+    assert ingest.cli.main([str(tmp_path / "a.md")]) == 0
+    capsys.readouterr()
+    assert ingest.cli.main(["check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clean"] is True
+    from rag import keyword
+    from rag.settings import load_settings
+
+    for path in keyword.index_dir(load_settings(), "default").rglob("ids.json"):
+        path.write_text("[")
+    keyword._cache.clear()
+    assert ingest.cli.main(["check"]) == 1
+    captured = capsys.readouterr()
+    assert "keyword" in captured.out and "--repair" in captured.err
+    assert ingest.cli.main(["check", "--repair"]) == 0
+    assert "clean" in capsys.readouterr().out
