@@ -65,7 +65,10 @@ def check(env):
 
 
 def stored(env):
-    return {r["file"]: r["chunks"] for r in json.loads(run_cli("ingest", "list", "--json", env=env).stdout)}
+    return {
+        r["file"]: r["chunks"]
+        for r in json.loads(run_cli("ingest", "list", "--json", env=env).stdout)
+    }
 
 
 def test_removes_and_questions_during_ingests_lose_nothing(tmp_path):
