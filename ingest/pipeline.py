@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 PARSER_VERSION = "2"
 
 
+class EmbeddingFailed(RuntimeError):
+    """The embedding model failed on a batch (its cause says why)."""
+
+
 class MissingPathError(FileNotFoundError):
     """A path given on the command line does not exist."""
 
@@ -273,6 +277,7 @@ class Ingestor:
                     ]
                     report.removed = remove_records(manifest, collection, vanished)
                 changed = report.files or report.removed or report.moved or damaged
+                release_memory()  # the model's work buffers, before the keyword index is built
                 keyword.refresh(self.settings, name, collection, force=bool(changed))
             finally:
                 manifest.close()
@@ -456,21 +461,28 @@ class Ingestor:
             return
         nodes = [node for item in batch for node in item.nodes]
         ids = [node.node_id for node in nodes]
-        try:
-            embedded = self.embedder(nodes)
-        except Exception as exc:
-            for item in batch:
-                report.record_problem(item.record.path, "failed", f"could not embed ({exc})")
-            return
         intent = manifest.intend("add", ids)
+        step = self.settings.ingest_batch_chunks
         try:
-            store.upsert_nodes(collection, embedded)
+            # A long file arrives as thousands of nodes: embed and store them a slice at a
+            # time, dropping each slice's vectors once stored, so memory stays flat.
+            for start in range(0, len(nodes), step):
+                part = nodes[start : start + step]
+                try:
+                    self.embedder(part)
+                except Exception as exc:
+                    raise EmbeddingFailed(exc) from exc
+                store.upsert_nodes(collection, part)
+                for node in part:
+                    node.embedding = None
         except StoreDamagedError:
             raise  # every later batch would fail the same way: stop with one line
         except Exception as exc:
+            what = "embed" if isinstance(exc, EmbeddingFailed) else "store"
+            cause = exc.__cause__ if isinstance(exc, EmbeddingFailed) else exc
             for item in batch:
-                report.record_problem(item.record.path, "failed", f"could not store ({exc})")
-            recover(manifest, collection)
+                report.record_problem(item.record.path, "failed", f"could not {what} ({cause})")
+            recover(manifest, collection)  # undo the slices already stored
             return
         doomed: list[str] = []
         with manifest.transaction() as db:
@@ -617,3 +629,16 @@ def damaged_contents(manifest: Manifest, collection) -> set[str]:
         return set()
     present = store.all_ids(collection)
     return {key for key, ids in by_content.items() if any(i not in present for i in ids)}
+
+
+def release_memory() -> None:
+    """Hand memory freed by Python and torch back to the system (glibc keeps it otherwise), so
+    that the next step's peak does not stack on top of the last one's."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -186,3 +186,28 @@ def test_check_json_shape(ingestor, library):
     data = ingestor.check().to_json()
     assert json.loads(json.dumps(data))["clean"] is True
     assert {"collection", "clean", "files", "chunks", "store_chunks", "problems"} <= set(data)
+
+
+def test_an_embedding_failure_midway_through_a_file_leaves_no_orphans(settings, library):
+    from tests.conftest import FakeEmbedding
+
+    class FailsOnSecondSlice(FakeEmbedding):
+        calls: int = 0
+
+        def _get_text_embeddings(self, texts):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("out of memory")
+            return [self._vector(t) for t in texts]
+
+    small = settings.model_copy(update={"ingest_batch_chunks": 1})
+    flaky = FailsOnSecondSlice(model_name="fake-hash", embed_batch_size=16)
+    big = library / "big.md"
+    big.write_text("# Big\n\n" + "\n\n".join(f"Part {k} about lakes{k}." * 20 for k in range(30)))
+    report = Ingestor(small, embedder=flaky).ingest([big])
+    assert [f["error"] for f in report.failed] == ["could not embed (out of memory)"]
+    sound = Ingestor(small, embedder=FakeEmbedding(model_name="fake-hash", embed_batch_size=16))
+    assert sound.check().clean  # the slice stored before the failure was undone
+    again = sound.ingest([big])
+    assert again.files == 1 and again.chunks > 1
+    consistent(settings)
