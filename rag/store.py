@@ -54,13 +54,7 @@ class Collection:
         """Read the collection afresh from disk (see STALE_READ)."""
         if self.settings is None or not self.embedded:
             return
-        key = (str(self.settings.chroma_path), self.settings.chroma_host, self.settings.chroma_port)
-        from chromadb.api.shared_system_client import SharedSystemClient
-
-        with _clients_lock:  # a new client; the old one stays usable for whoever holds it
-            _clients.pop(key, None)
-            SharedSystemClient._identifier_to_system.pop(str(self.settings.chroma_path), None)
-            SharedSystemClient._identifier_to_refcount.pop(str(self.settings.chroma_path), None)
+        forget_client(self.settings, stop=False)  # the old client stays usable for its holders
         self.raw = open_client(self.settings).get_collection(name=self.raw.name)
 
 
@@ -156,8 +150,9 @@ def open_client(settings: Settings):
         return _clients[key]
 
 
-def forget_client(settings: Settings) -> None:
-    """Drop this process's client for a location (after its files were moved away)."""
+def forget_client(settings: Settings, stop: bool = True) -> None:
+    """Drop this process's client for a location, so the next one reads it afresh; `stop` also
+    shuts the old one down (after the store's files were moved away)."""
     key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
     with _clients_lock:
         _clients.pop(key, None)
@@ -169,7 +164,7 @@ def forget_client(settings: Settings) -> None:
     identifier = str(settings.chroma_path)
     system = SharedSystemClient._identifier_to_system.pop(identifier, None)
     SharedSystemClient._identifier_to_refcount.pop(identifier, None)
-    if system is not None:
+    if system is not None and stop:
         try:
             system.stop()
         except Exception:  # a system that never started cannot stop cleanly; it is dropped
