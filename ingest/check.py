@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.manifest import (
+from rag.manifest import (
     FileRecord,
     Manifest,
     ManifestError,

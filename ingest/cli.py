@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ingest.loaders import supported_suffixes
-from ingest.manifest import (
+from rag.manifest import (
     UnknownCollectionError,
     list_collections,
     manifest_path,

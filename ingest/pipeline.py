@@ -1,6 +1,6 @@
 """Keep a collection an exact mirror of files on disk: diff -> parse -> split -> embed -> upsert/delete.
 
-The manifest (ingest.manifest) says what is stored. Every write to the store is announced in the
+The manifest (rag.manifest) says what is stored. Every write to the store is announced in the
 manifest's journal first, so a run killed at any moment is finished or undone by the next one.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
-from ingest.manifest import (
+from rag.manifest import (
     FileRecord,
     Manifest,
     UnknownCollectionError,

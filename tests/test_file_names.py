@@ -8,7 +8,7 @@ import pytest
 
 import ingest.cli
 import ingest.pipeline
-from ingest.manifest import Manifest
+from rag.manifest import Manifest
 from ingest.names import printable
 from ingest.pipeline import Ingestor
 from rag import store

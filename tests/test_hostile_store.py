@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from ingest.check import CheckReport
-from ingest.manifest import Manifest, ManifestError, UnknownCollectionError, manifest_path
+from rag.manifest import Manifest, ManifestError, UnknownCollectionError, manifest_path
 from ingest.pipeline import Ingestor
 from rag import keyword, store
 from rag.locks import CollectionBusyError, writer_lock

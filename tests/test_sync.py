@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ingest.loaders import load_file
-from ingest.manifest import Manifest
+from rag.manifest import Manifest
 from ingest.pipeline import Ingestor, recover
 from rag import store
 

@@ -561,7 +561,7 @@ def keyword_ids(folder: Path) -> list[str] | None:
 
 def probe(request: dict) -> dict:
     """Read the manifest, the store and the keyword index, then retrieve each query (top files)."""
-    from ingest.manifest import Manifest
+    from rag.manifest import Manifest
     from rag import store
     from rag.engine import build_engine
     from rag.settings import load_settings
