@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag import keyword, store
+from rag.keyword import KeywordIndexError
+from rag.locks import writer_lock
 from rag.manifest import (
     FileRecord,
     Manifest,
@@ -31,9 +34,6 @@ from rag.manifest import (
     manifest_path,
     manifest_problem,
 )
-from rag import keyword, store
-from rag.keyword import KeywordIndexError
-from rag.locks import writer_lock
 
 if TYPE_CHECKING:
     from ingest.pipeline import Ingestor

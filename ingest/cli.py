@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 
 from ingest.loaders import supported_suffixes
+from ingest.names import printable
+from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
+from rag import store
+from rag.cli_support import fail, quiet_libraries, unexpected
+from rag.locks import CollectionBusyError
 from rag.manifest import (
     UnknownCollectionError,
     list_collections,
     manifest_path,
     manifest_problem,
 )
-from ingest.names import printable
-from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
-from rag import store
-from rag.cli_support import fail, quiet_libraries, unexpected
-from rag.locks import CollectionBusyError
 from rag.models import ModelError
 from rag.settings import Settings, SettingsError, load_settings
 from rag.store import StoreError

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
+from ingest.names import escape_bytes, is_utf8, printable, skipped
+from rag import keyword, store
+from rag.errors import UserError
+from rag.hashing import file_sha256
+from rag.locks import writer_lock
 from rag.manifest import (
     FileRecord,
     Manifest,
@@ -22,10 +27,6 @@ from rag.manifest import (
     list_collections,
     manifest_exists,
 )
-from ingest.names import escape_bytes, is_utf8, printable, skipped
-from rag import keyword, store
-from rag.hashing import file_sha256
-from rag.locks import writer_lock
 from rag.models import load_chunk_tokenizer, load_embedder
 from rag.settings import Settings
 from rag.store import StoreDamagedError
@@ -41,7 +42,7 @@ class EmbeddingFailed(RuntimeError):
     """The embedding model failed on a batch (its cause says why)."""
 
 
-class MissingPathError(FileNotFoundError):
+class MissingPathError(UserError):
     """A path given on the command line does not exist."""
 
 

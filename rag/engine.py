@@ -16,6 +16,7 @@ from rag.answer import (
     fit_sources,
     is_refusal,
 )
+from rag.errors import UserError
 from rag.models import ChatModel, load_embedder, load_llm, load_reranker
 from rag.retrieve import Retrieval, Retriever
 from rag.settings import Settings
@@ -24,11 +25,11 @@ from rag.settings import Settings
 TEMPLATE_RESERVE = 64
 
 
-class EmptyCollectionError(RuntimeError):
+class EmptyCollectionError(UserError):
     """The collection holds no documents yet."""
 
 
-class QuestionTooLongError(ValueError):
+class QuestionTooLongError(UserError):
     """The question leaves no room for a passage in the model's context window."""
 
 

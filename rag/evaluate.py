@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.errors import UserError
+
 METRIC_KEYS = [
     "hit@1",
     "hit@3",
@@ -35,7 +37,7 @@ METRIC_KEYS = [
 ]
 
 
-class QuestionFileError(ValueError):
+class QuestionFileError(UserError):
     """The questions file is missing or malformed; the message names the line."""
 
 

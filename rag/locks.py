@@ -18,10 +18,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from rag.errors import UserError
 from rag.settings import Settings
 
 
-class CollectionBusyError(RuntimeError):
+class CollectionBusyError(UserError):
     """Another command is changing the collection and the caller chose not to wait."""
 
 

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from rag.errors import UserError
 from rag.settings import Settings
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError):
     """A model cannot be loaded; the message names the setting and the fix."""
 
 

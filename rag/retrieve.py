@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rag import keyword, store
 from rag.answer import SourceRef
+from rag.errors import UserError
 from rag.settings import Settings
 
 RRF_K = 60  # the usual constant: rank 1 scores 1/61, rank 10 scores 1/70
@@ -26,7 +27,7 @@ class Retrieval:
     refused: bool
 
 
-class NoMatchingFilesError(ValueError):
+class NoMatchingFilesError(UserError):
     """A path filter that matches no stored file: say so, rather than "not in the documents"."""
 
 
@@ -37,7 +38,7 @@ def parse_where(where: str | None) -> str | None:
     glob = where.split(":", 1)[1] if where.startswith("path:") else where
     glob = glob.strip()
     if not glob:
-        raise ValueError("--where needs a pattern, e.g. --where 'path:*.pdf'")
+        raise NoMatchingFilesError("--where needs a pattern, e.g. --where 'path:*.pdf'")
     return glob
 
 

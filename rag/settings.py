@@ -16,13 +16,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rag.errors import UserError
+
 APP_NAME = "offline-rag"
 COLLECTION_NAME_HELP = (
     "3-63 characters: letters, digits, '.', '_' or '-', starting and ending alnum"
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A setting has a bad value; the message is one line naming the setting and the fix."""
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from rag.errors import UserError
 from rag.locks import store_init_lock
 from rag.settings import Settings, validate_collection_name
 
@@ -19,7 +20,7 @@ from rag.settings import Settings, validate_collection_name
 WRITE_BATCH = 1000
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """The store cannot be opened or used; the message says what to do."""
 
 
