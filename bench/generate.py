@@ -87,7 +87,7 @@ def cold_and_warm(home: Path, model: str | None) -> dict:
     """A fresh process: first question (models load on first use) then a second one."""
     code = (
         "import json,time,sys;from rag.settings import load_settings;"
-        "from rag.engine import build_engine;e=build_engine(load_settings());out=[]\n"
+        "from rag.app import build_app;e=build_app(load_settings()).engine;out=[]\n"
         "for q in sys.argv[1:3]:\n"
         " t=time.perf_counter();s=e.stream(q);it=iter(s);next(it);out.append(time.perf_counter()-t)\n"
         " [None for _ in it]\n"
@@ -132,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     from rag.answer import build_messages, fit_sources
-    from rag.engine import TEMPLATE_RESERVE, build_engine
+    from rag.app import build_app
+    from rag.engine import TEMPLATE_RESERVE
     from rag.settings import load_settings
 
     settings = load_settings()
-    engine = build_engine(settings)
+    engine = build_app(settings).engine
     llm = engine.llm
     engine.retrieve(QUESTIONS[0])  # load the embedding model and keyword index outside timings
 

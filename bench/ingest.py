@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/ingest.py` as well as `python -m bench.ingest`
 
 from bench.corpus import make_long_pdf, make_small_files  # noqa: E402
+from rag.app import build_app  # noqa: E402
+from rag.store import Store  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -117,12 +119,10 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
     from llama_index.core.schema import MetadataMode
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-    from ingest.pipeline import Ingestor
-    from rag import store
     from rag.settings import load_settings
 
     settings = load_settings()
-    ingestor = Ingestor(settings)
+    ingestor = build_app(settings).ingestor()
     model = ingestor.embedder.model  # loaded now, outside the timed part
     _ = ingestor.chunker
     started = time.perf_counter()
@@ -130,7 +130,7 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
     pipeline_s = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     stored = collection.get(include=["metadatas", "documents"])
     texts = []
     for meta, text in zip(stored["metadatas"], stored["documents"], strict=True):

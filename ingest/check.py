@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag import keyword, store
+from rag import store
 from rag.keyword import KeywordIndexError
 from rag.locks import writer_lock
 from rag.manifest import (
@@ -124,7 +124,7 @@ def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> Ch
             content=key,
         )
     try:
-        index = keyword.read(ingestor.settings, name)
+        index = ingestor.keywords.read(name)
         if set(index.ids) != present:
             extra = len(set(index.ids) - present)
             lacking = len(present - set(index.ids))
@@ -177,7 +177,7 @@ def repair(ingestor: Ingestor, name: str, collection, manifest: Manifest, found:
             f"embedded {result.files} file(s) again ({result.chunks} chunks)"
             + (f"; {len(result.failed)} failed" if result.failed else "")
         )
-    keyword.refresh(ingestor.settings, name, collection, force=True)
+    ingestor.keywords.refresh(name, collection, force=True)
     found.repaired.append("rebuilt the keyword index")
 
 
@@ -201,6 +201,7 @@ def rebuild_manifest(ingestor: Ingestor, name: str, collection) -> str:
             {"sha256": str(meta.get("sha256", "")), "file": str(meta.get("file", "")), "ids": []},
         )
         entry["ids"].append(chunk_id)
+    store.drop_framework_fields(collection)  # the new manifest says schema 2: make it true
     manifest = Manifest(ingestor.settings.home, name)
     try:
         with manifest.transaction() as db:
@@ -242,7 +243,7 @@ def check_collection(ingestor: Ingestor, name: str, fix: bool) -> CheckReport:
     """Inspect one collection (the caller holds its writer lock); with `fix`, repair what is
     wrong and inspect again."""
     home = ingestor.settings.home
-    collection = store.get_collection(ingestor.settings, name)
+    collection = ingestor.store.collection(name)
     repaired: list[str] = []
     try:
         manifest = open_checked(home, name)
@@ -282,7 +283,7 @@ def rebuild_store(ingestor: Ingestor, name: str) -> CheckReport:
     with ExitStack() as held:
         for each in names:
             held.enter_context(writer_lock(settings, each, purpose="ingest check --repair"))
-        store.forget_client(settings)
+        ingestor.store.forget()
         damaged = settings.chroma_path
         aside = damaged.with_name(f"{damaged.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         damaged.rename(aside)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ingest.loaders import supported_suffixes
 from ingest.names import printable
-from ingest.pipeline import Ingestor, IngestReport, MissingPathError, discover
+from ingest.pipeline import IngestReport, MissingPathError, discover
 from rag import store
+from rag.app import build_app
 from rag.cli_support import fail, quiet_libraries, unexpected
 from rag.locks import CollectionBusyError
 from rag.manifest import (
@@ -155,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
-    if args.if_empty and store.count_chunks(store.get_collection(settings)) > 0:
+    if args.if_empty and store.count_chunks(build_app(settings).store.collection()) > 0:
         if args.json:
             print(json.dumps(IngestReport(collection=settings.collection).to_json()))
         else:
             print(f"collection '{settings.collection}' already holds documents; nothing to do")
         return 0
     files = discover(args.paths)
-    ingestor = Ingestor(settings, ocr=args.ocr)
+    ingestor = build_app(settings).ingestor(ocr=args.ocr)
     progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
     try:
         report = ingestor.ingest(
@@ -183,7 +184,7 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    removed, paths = Ingestor(settings).remove(args.paths, wait=not args.no_wait, on_wait=notice)
+    removed, paths = build_app(settings).ingestor().remove(args.paths, wait=not args.no_wait, on_wait=notice)
     if args.json:
         print(json.dumps({"removed": removed, "files": paths, "collection": settings.collection}))
     else:
@@ -197,7 +198,7 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        records = Ingestor(settings).records()
+        records = build_app(settings).ingestor().records()
     except UnknownCollectionError:
         if args.collection:  # a name given by hand that matches nothing: say so
             raise
@@ -214,15 +215,15 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_collections(args: argparse.Namespace, settings: Settings) -> int:
-    names = sorted(set(list_collections(settings.home)) | set(store.collection_names(settings)))
+    names = sorted(set(list_collections(settings.home)) | set(build_app(settings).store.names()))
     rows = []
     for name in names:
         try:
-            records = Ingestor(settings).records(name)
+            records = build_app(settings).ingestor().records(name)
         except UnknownCollectionError:  # in the store but never written by `ingest`
             records = []
         stored = [r for r in records if r.status == "stored"]
-        chunks = store.count_chunks(store.get_collection(settings, name, create=False))
+        chunks = store.count_chunks(build_app(settings).store.collection(name, create=False))
         rows.append({"collection": name, "files": len(stored), "chunks": chunks})
     if args.json:
         print(json.dumps(rows))
@@ -235,7 +236,7 @@ def run_collections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    report = Ingestor(settings).check(repair=args.repair, wait=not args.no_wait, on_wait=notice)
+    report = build_app(settings).ingestor().check(repair=args.repair, wait=not args.no_wait, on_wait=notice)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0 if report.clean else 1

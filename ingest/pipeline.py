@@ -16,20 +16,22 @@ from typing import TYPE_CHECKING
 
 from ingest.errors import FileProblem, LoadError, SkipFile
 from ingest.names import escape_bytes, is_utf8, printable, skipped
-from rag import keyword, store
+from rag import store
 from rag.errors import UserError
 from rag.hashing import file_sha256
+from rag.keyword import KeywordIndexes
 from rag.locks import writer_lock
 from rag.manifest import (
+    SCHEMA_VERSION,
     FileRecord,
     Manifest,
     UnknownCollectionError,
     list_collections,
     manifest_exists,
 )
-from rag.models import load_chunk_tokenizer, load_embedder
+from rag.models import Models, load_chunk_tokenizer
 from rag.settings import Settings
-from rag.store import StoreDamagedError
+from rag.store import Store, StoreDamagedError
 
 if TYPE_CHECKING:
     from ingest.chunking import Chunker
@@ -198,9 +200,18 @@ class Parsed:
 class Ingestor:
     """Stores files in collections; reusable across calls (the UI keeps one)."""
 
-    def __init__(self, settings: Settings, embedder=None, ocr: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        keywords: KeywordIndexes,
+        models: Models,
+        ocr: bool = False,
+    ) -> None:
         self.settings = settings
-        self._embedder = embedder
+        self.store = store
+        self.keywords = keywords
+        self.models = models
         self.ocr = ocr
         self.signature = hashlib.sha1(
             "|".join(
@@ -218,9 +229,7 @@ class Ingestor:
 
     @property
     def embedder(self):
-        if self._embedder is None:
-            self._embedder = load_embedder(self.settings)
-        return self._embedder
+        return self.models.embedder
 
     @property
     def chunker(self) -> Chunker:
@@ -238,6 +247,22 @@ class Ingestor:
 
     def content_key(self, sha256: str) -> str:
         return hashlib.sha1(f"{sha256}|{self.signature}".encode()).hexdigest()[:24]
+
+    def open(self, name: str) -> tuple[store.Collection, Manifest]:
+        """The collection and its manifest for a writer holding the collection's lock: writes
+        left unfinished by a killed run are finished or undone, and chunks stored in an older
+        layout are brought up to date (see rag.manifest.SCHEMA_VERSION)."""
+        collection = self.store.collection(name)
+        manifest = Manifest(self.settings.home, name)
+        try:
+            recover(manifest, collection)
+            if manifest.schema_version() < SCHEMA_VERSION:
+                store.drop_framework_fields(collection)
+                manifest.set_schema_version(SCHEMA_VERSION)
+        except BaseException:
+            manifest.close()
+            raise
+        return collection, manifest
 
     # --- public operations ---------------------------------------------------------------
 
@@ -262,10 +287,8 @@ class Ingestor:
         name = collection_name or self.settings.collection
         report = IngestReport(collection=name)
         with writer_lock(self.settings, name, wait, on_wait, "ingest"):
-            collection = store.get_collection(self.settings, name)
-            manifest = Manifest(self.settings.home, name)
+            collection, manifest = self.open(name)
             try:
-                recover(manifest, collection)
                 damaged = damaged_contents(manifest, collection)
                 self.store_files(files, manifest, collection, report, progress, damaged)
                 if sync:
@@ -279,7 +302,7 @@ class Ingestor:
                     report.removed = remove_records(manifest, collection, vanished)
                 changed = report.files or report.removed or report.moved or damaged
                 release_memory()  # the model's work buffers, before the keyword index is built
-                keyword.refresh(self.settings, name, collection, force=bool(changed))
+                self.keywords.refresh(name, collection, force=bool(changed))
             finally:
                 manifest.close()
         report.seconds = time.perf_counter() - started
@@ -327,13 +350,11 @@ class Ingestor:
         if not manifest_exists(self.settings.home, name):
             return 0, []
         with writer_lock(self.settings, name, wait, on_wait, "ingest remove"):
-            collection = store.get_collection(self.settings, name)
-            manifest = Manifest(self.settings.home, name)
+            collection, manifest = self.open(name)
             try:
-                recover(manifest, collection)
                 doomed = [r.path for r in manifest.records(roots)]
                 removed = remove_records(manifest, collection, doomed)
-                keyword.refresh(self.settings, name, collection, force=bool(removed))
+                self.keywords.refresh(name, collection, force=bool(removed))
                 return removed, doomed
             finally:
                 manifest.close()

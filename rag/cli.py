@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from rag.answer import Answer
+from rag.app import build_app
 from rag.cli_support import fail, quiet_libraries, unexpected
-from rag.engine import EmptyCollectionError, build_engine
+from rag.engine import EmptyCollectionError
 from rag.models import ModelError
 from rag.settings import Settings, SettingsError, load_settings
 from rag.store import StoreError
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
+    engine = build_app(settings).engine
     stream = engine.stream(args.question, where=args.where)
     if args.json:
         for _ in stream:
@@ -181,7 +182,7 @@ def print_sources(answer: Answer) -> None:
 
 
 def run_chat(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
+    engine = build_app(settings).engine
     history: list[str] = []
     interactive = sys.stdin.isatty()
     while True:
@@ -193,7 +194,7 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
             if interactive:
                 break
             continue
-        stream = engine.chat(history, question, where=args.where)
+        stream = engine.stream(question, history=history, where=args.where)
         print("rag> ", end="", flush=True)
         for piece in stream:
             sys.stdout.write(piece)
@@ -210,7 +211,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag import evaluate
 
     questions = evaluate.load_questions(args.questions)
-    engine = build_engine(settings)
+    engine = build_app(settings).engine
     show = not args.json and sys.stderr.isatty()
     progress = (
         (lambda n: print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr))
@@ -240,7 +241,7 @@ def run_model(args: argparse.Namespace, settings: Settings) -> int:
             print(f"downloaded and verified {pulled.path} ({pulled.size / 1e9:.2f} GB)")
             print(f"use it with:\n  {pulled.setting()}")
         return 0
-    info = build_engine(settings).llm.describe()
+    info = build_app(settings).models.llm.describe()
     if args.json:
         print(json.dumps(info))
     else:
@@ -250,7 +251,7 @@ def run_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_engine(settings)
+    engine = build_app(settings).engine
     collections = [engine.stats(name) for name in engine.collections()]
     data = {
         "home": str(settings.home),

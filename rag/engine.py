@@ -1,10 +1,10 @@
-"""build_engine(settings) -> Engine: the one place that wires store, models, retrieval and answers."""
+"""The engine: questions in, answers with sources out. Built by rag.app.build_app, never alone."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from rag import store
 from rag.answer import (
@@ -17,9 +17,12 @@ from rag.answer import (
     is_refusal,
 )
 from rag.errors import UserError
-from rag.models import ChatModel, load_embedder, load_llm, load_reranker
-from rag.retrieve import Retrieval, Retriever
+from rag.keyword import KeywordIndexes
+from rag.manifest import Manifest, manifest_exists
+from rag.models import Models
+from rag.retrieve import PathFilter, Retrieval, Retriever
 from rag.settings import Settings
+from rag.store import Store
 
 # Tokens kept free for the chat template's role markers around the messages.
 TEMPLATE_RESERVE = 64
@@ -33,50 +36,153 @@ class QuestionTooLongError(UserError):
     """The question leaves no room for a passage in the model's context window."""
 
 
-class AnswerStream:
-    """Iterate to receive the answer's text as it is generated; `answer` is set when it ends."""
+class EmptyQuestionError(UserError):
+    """Nothing was asked."""
 
-    def __init__(self, tokens: Iterator[str]) -> None:
-        self._tokens = tokens
+
+@dataclass
+class Prepared:
+    """A question made ready for the model: what was searched, what was found, the prompt."""
+
+    question: str
+    query: str
+    follows_up: bool
+    retrieval: Retrieval
+    used: list[SourceRef]
+    messages: list[dict[str, str]]
+    started: float
+    retrieved: float
+
+
+class AnswerStream:
+    """An answer being generated. Iterate it for text pieces as the model writes them;
+    `text()` waits for the whole text; `answer` (sources, timings, citations) is set once it
+    has finished; `close()` stops the model at once and frees it for the next question.
+    Iterating twice replays nothing: the second pass ends at once."""
+
+    def __init__(self, prepared: Prepared, models: Models, settings: Settings) -> None:
+        self.prepared = prepared
+        self._models = models
+        self._settings = settings
+        self._pieces: list[str] = []
+        self._generation: Iterator[str] | None = None
+        self._first_token: float | None = None
+        self._closed = False
         self.answer: Answer | None = None
 
+    @property
+    def sources(self) -> list[SourceRef]:
+        """The passages found, best first (known before the answer starts)."""
+        return self.prepared.retrieval.sources
+
     def __iter__(self) -> Iterator[str]:
-        return self._tokens
+        if self._closed or self.answer is not None:
+            return
+        if self._generation is None:
+            self._generation = self._generate()
+        try:
+            for piece in self._generation:
+                if self._first_token is None:
+                    self._first_token = time.perf_counter()
+                self._pieces.append(piece)
+                yield piece
+        except GeneratorExit:  # the reader stopped early: stop the model too
+            self.close()
+            raise
+        self._finish()
+
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def text(self) -> str:
+        """The whole answer (generating what is left)."""
+        for _ in self:
+            pass
+        return "".join(self._pieces).strip()
+
+    def close(self) -> None:
+        """Stop generating now and release the model (its lock); the answer keeps the text
+        written so far. Safe to call more than once, and after the answer has finished."""
+        if self._closed:
+            return
+        self._closed = True
+        generation, self._generation = self._generation, None
+        if generation is not None:
+            generation.close()  # runs the model's `finally`: its lock is released here
+        if self.answer is None:
+            self._finish()
+
+    def _generate(self) -> Iterator[str]:
+        prepared = self.prepared
+        if not prepared.used:
+            yield REFUSAL_TEXT
+            return
+        yield from self._models.llm.stream_chat(
+            prepared.messages, self._settings.max_answer_tokens, self._settings.temperature
+        )
+
+    def _finish(self) -> None:
+        prepared = self.prepared
+        finished = time.perf_counter()
+        text = "".join(self._pieces).strip()
+        timings = {
+            "retrieve_s": prepared.retrieved - prepared.started,
+            "generate_s": finished - prepared.retrieved,
+            "total_s": finished - prepared.started,
+        }
+        if self._first_token is not None:
+            timings["first_token_s"] = self._first_token - prepared.started
+        self.answer = Answer(
+            text=text,
+            sources=prepared.retrieval.sources,
+            refused=prepared.retrieval.refused or is_refusal(text),
+            timings=timings,
+            cited=cited_numbers(text, len(prepared.used)),
+            chunks_used=len(prepared.used),
+        )
 
 
 class Engine:
-    """Answers questions from one store; models load on first use and are shared by all callers."""
+    """Answers questions from one store with shared models."""
 
-    def __init__(self, settings: Settings, embedder=None, llm: ChatModel | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, keywords: KeywordIndexes, models: Models
+    ) -> None:
         self.settings = settings
-        self._embedder = embedder
-        self._llm = llm
-        self._reranker = None
-        self._load_lock = threading.Lock()
+        self.store = store
+        self.keywords = keywords
+        self.models = models
 
     @property
-    def embedder(self):
-        with self._load_lock:
-            if self._embedder is None:
-                self._embedder = load_embedder(self.settings)
-            return self._embedder
-
-    @property
-    def llm(self) -> ChatModel:
-        with self._load_lock:
-            if self._llm is None:
-                self._llm = load_llm(self.settings)
-            return self._llm
+    def queue_length(self) -> int:
+        """Answers ahead of a new question (0 while the model is not loaded)."""
+        return self.models.queue_length
 
     def stats(self, collection: str | None = None) -> dict:
-        """How many documents and chunks a collection holds."""
+        """How many documents (files stored, from the manifest) and chunks a collection holds."""
         name = collection or self.settings.collection
-        coll = store.get_collection(self.settings, name, create=False)
-        files = store.distinct_values(coll, "file") if coll is not None else set()
-        return {"collection": name, "files": len(files), "chunks": store.count_chunks(coll)}
+        coll = self.store.collection(name, create=False)
+        return {
+            "collection": name,
+            "files": self.document_count(name),
+            "chunks": store.count_chunks(coll),
+        }
+
+    def document_count(self, collection: str | None = None) -> int:
+        name = collection or self.settings.collection
+        if not manifest_exists(self.settings.home, name):
+            return 0
+        manifest = Manifest(self.settings.home, name, readonly=True)
+        try:
+            return manifest.document_count()
+        finally:
+            manifest.close()
 
     def collections(self) -> list[str]:
-        return store.collection_names(self.settings)
+        return self.store.names()
 
     def retrieve(
         self,
@@ -87,45 +193,88 @@ class Engine:
     ) -> Retrieval:
         """The best passages for a question, and whether the evidence is too weak to answer."""
         name = collection or self.settings.collection
-        coll = store.get_collection(self.settings, name, create=False)
-        if store.count_chunks(coll) == 0:
-            raise EmptyCollectionError(
-                f"collection '{name}' is empty; add documents first with `ingest PATH` "
-                f"(e.g. `ingest sample_docs{'' if name == 'default' else ' --collection ' + name}`)"
-            )
-        retriever = Retriever(self.settings, name, coll, self.embedder, self.reranker)
-        return retriever.retrieve(question, top_k or self.settings.top_k, where)
+        top_k = self._top_k(top_k)
+        coll = self.store.collection(name, create=False)
+        if coll is None:
+            raise self._empty(name)
+        path_filter = PathFilter.build(self.settings.home, name, where)
+        retriever = Retriever(
+            self.settings,
+            name,
+            coll,
+            self.models.embedder,
+            self.models.reranker,
+            self.keywords.load(name, coll),
+        )
+        retrieval = retriever.retrieve(question, top_k, path_filter)
+        if not retrieval.sources and store.count_chunks(coll) == 0:
+            raise self._empty(name)
+        return retrieval
 
-    @property
-    def reranker(self):
-        with self._load_lock:
-            if self._reranker is None and self.settings.rerank_model:
-                self._reranker = load_reranker(self.settings)
-            return self._reranker
+    def prepare(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        collection: str | None = None,
+        top_k: int | None = None,
+        where: str | None = None,
+    ) -> Prepared:
+        """Search for a question (with the conversation when it follows up on it) and build the
+        prompt for the model; no text is generated yet."""
+        if not question.strip():
+            raise EmptyQuestionError("the question is empty; type a question")
+        started = time.perf_counter()
+        found = _search_query(
+            question,
+            [q for q in history if q.strip()],
+            lambda query: self.retrieve(query, collection, top_k, where),
+        )
+        retrieved = time.perf_counter()
+        prompt_question = question.strip()
+        if found.follows_up:
+            prompt_question += f"\n(This follows the earlier question: {history[-1].strip()})"
+        used = self._fit(prompt_question, found.retrieval)
+        messages = build_messages(prompt_question, used) if used else []
+        return Prepared(
+            prompt_question,
+            found.query,
+            found.follows_up,
+            found.retrieval,
+            used,
+            messages,
+            started,
+            retrieved,
+        )
 
     def stream(
         self,
         question: str,
+        *,
+        history: Sequence[str] = (),
         collection: str | None = None,
         top_k: int | None = None,
         where: str | None = None,
     ) -> AnswerStream:
-        """Retrieve now; generate lazily as the returned stream is iterated."""
-        if not question.strip():
-            raise ValueError("the question is empty; type a question")
-        started = time.perf_counter()
-        retrieval = self.retrieve(question, collection, top_k, where)
-        retrieved = time.perf_counter()
-        used = self._fit(question, retrieval)
-        result = AnswerStream(iter(()))
-        result._tokens = self._generate(question, retrieval, used, started, retrieved, result)
-        return result
+        """Search now; the answer is generated as the returned stream is read. `history` holds
+        the conversation's earlier questions, oldest first."""
+        prepared = self.prepare(
+            question, history=history, collection=collection, top_k=top_k, where=where
+        )
+        return AnswerStream(prepared, self.models, self.settings)
+
+    def ask(self, question: str, **options) -> Answer:
+        """A whole answer at once (see `stream` for the options)."""
+        with self.stream(question, **options) as answer_stream:
+            answer_stream.text()
+        assert answer_stream.answer is not None
+        return answer_stream.answer
 
     def _fit(self, question: str, retrieval: Retrieval) -> list[SourceRef]:
         """The passages that fit the model's context with the question; none when refused."""
         if retrieval.refused or not retrieval.sources:  # weak evidence: no model needed
             return []
-        llm = self.llm
+        llm = self.models.llm
         budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
         used = fit_sources(question, retrieval.sources, llm.count_tokens, budget)
         if not used:
@@ -142,99 +291,30 @@ class Engine:
             )
         return used
 
-    def chat(
-        self,
-        history: list[str],
-        question: str,
-        collection: str | None = None,
-        top_k: int | None = None,
-        where: str | None = None,
-    ) -> AnswerStream:
-        """Answer a follow-up: earlier questions of the conversation help find the passages."""
-        query = standalone_query(history, question)
-        if query == question:
-            return self.stream(question, collection, top_k, where)
-        if not question.strip():
-            raise ValueError("the question is empty; type a question")
-        started = time.perf_counter()
-        retrieval = self.retrieve(query, collection, top_k, where)
-        retrieved = time.perf_counter()
-        prompt_question = (
-            f"{question.strip()}\n(This follows the earlier question: {history[-1].strip()})"
-        )
-        used = self._fit(prompt_question, retrieval)
-        result = AnswerStream(iter(()))
-        result._tokens = self._generate(
-            prompt_question, retrieval, used, started, retrieved, result
-        )
-        return result
+    def _top_k(self, top_k: int | None) -> int:
+        if top_k is None:
+            return self.settings.top_k
+        if not 1 <= top_k <= 100:
+            raise UserError(f"--top-k must be between 1 and 100 (got {top_k})")
+        return top_k
 
-    def ask(
-        self,
-        question: str,
-        collection: str | None = None,
-        top_k: int | None = None,
-        where: str | None = None,
-    ) -> Answer:
-        stream = self.stream(question, collection, top_k, where)
-        for _ in stream:
-            pass
-        assert stream.answer is not None
-        return stream.answer
-
-    def _generate(
-        self,
-        question: str,
-        retrieval: Retrieval,
-        used: list[SourceRef],
-        started: float,
-        retrieved: float,
-        result: AnswerStream,
-    ) -> Iterator[str]:
-        sources = retrieval.sources
-        pieces: list[str] = []
-        first_token: float | None = None
-        if used:
-            messages = build_messages(question, used)
-            for piece in self.llm.stream_chat(
-                messages, self.settings.max_answer_tokens, self.settings.temperature
-            ):
-                if first_token is None:
-                    first_token = time.perf_counter()
-                pieces.append(piece)
-                yield piece
-        else:
-            pieces.append(REFUSAL_TEXT)
-            yield REFUSAL_TEXT
-        finished = time.perf_counter()
-        text = "".join(pieces).strip()
-        timings = {
-            "retrieve_s": retrieved - started,
-            "generate_s": finished - retrieved,
-            "total_s": finished - started,
-        }
-        if first_token is not None:
-            timings["first_token_s"] = first_token - started
-        result.answer = Answer(
-            text=text,
-            sources=sources,
-            refused=retrieval.refused or is_refusal(text),
-            timings=timings,
-            cited=cited_numbers(text, len(used)),
-            chunks_used=len(used),
+    def _empty(self, name: str) -> EmptyCollectionError:
+        hint = "" if name == "default" else f" --collection {name}"
+        return EmptyCollectionError(
+            f"collection '{name}' is empty; add documents first with `ingest PATH` "
+            f"(e.g. `ingest sample_docs{hint}`)"
         )
 
 
-def standalone_query(history: list[str], question: str, turns: int = 1) -> str:
-    """The search query for a follow-up: the last question(s) joined with the new one.
-
-    "What is X?" then "And its default value?" searches for both, so X's passage is found. A
-    tiny local model rewrites questions unreliably, so no LLM call is spent on condensing.
-    """
-    earlier = [q.strip() for q in history[-turns:] if q.strip()]
-    return " ".join([*earlier, question.strip()]) if earlier else question
+@dataclass
+class _Found:  # TEMPORARY until rag/followup.py lands
+    retrieval: Retrieval
+    query: str
+    follows_up: bool
 
 
-def build_engine(settings: Settings, embedder=None, llm: ChatModel | None = None) -> Engine:
-    """The single setup function used by the CLI, the UI and the tests."""
-    return Engine(settings, embedder=embedder, llm=llm)
+def _search_query(question, earlier, retrieve):  # TEMPORARY until rag/followup.py lands
+    if not earlier:
+        return _Found(retrieve(question), question, False)
+    query = f"{earlier[-1].strip()} {question.strip()}"
+    return _Found(retrieve(query), query, True)

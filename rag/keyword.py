@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 # and also give their parts.
 TOKEN_RE = re.compile(r"\w+(?:[-_./:]\w+)*", re.UNICODE)
 
-_cache: dict[str, tuple[str, KeywordIndex]] = {}
-_lock = threading.Lock()
-
 
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
@@ -98,15 +95,11 @@ class KeywordIndexError(RuntimeError):
     """The saved index is missing, unreadable or damaged (it is derived data: rebuilt)."""
 
 
-def index_dir(settings: Settings, name: str) -> Path:
-    return settings.home / "keyword" / name
-
-
-def build_index(settings: Settings, collection) -> KeywordIndex:
+def build_index(collection, with_headings: bool) -> KeywordIndex:
     """Index every chunk of a collection (its embedded text), in memory."""
     import bm25s
 
-    ids, texts = store.all_texts(collection, with_headings=settings.embed_headings)
+    ids, texts = store.all_texts(collection, with_headings=with_headings)
     retriever = bm25s.BM25()
     tokenized = [tokenize(t) for t in texts]
     doc_freq: dict[str, int] = {}
@@ -118,98 +111,107 @@ def build_index(settings: Settings, collection) -> KeywordIndex:
     return KeywordIndex(ids, retriever, doc_freq)
 
 
-def save(settings: Settings, name: str, index: KeywordIndex) -> None:
-    """Write the index as a new generation, then switch CURRENT to it in one atomic rename, so
-    a reader sees the old index or the new one, never half of each. Called by writers only."""
-    folder = index_dir(settings, name)
-    folder.mkdir(parents=True, exist_ok=True)
-    generation = f"g{time.time_ns()}-{os.getpid()}"
-    target = folder / generation
-    target.mkdir()
-    if index.ids:
-        index.retriever.save(str(target / "bm25"))
-    (target / "doc_freq.json").write_text(json.dumps(index.doc_freq))
-    (target / "ids.json").write_text(json.dumps(index.ids))
-    pointer = folder / f"CURRENT.{generation}"
-    pointer.write_text(generation)
-    os.replace(pointer, folder / "CURRENT")
-    for old in folder.iterdir():  # an earlier generation, or the files of an older layout
-        if old.name not in ("CURRENT", generation):
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-    with _lock:
-        _cache[str(folder)] = (generation, index)
+class KeywordIndexes:
+    """The saved keyword indexes of one RAG_HOME, and those already read (an App holds one)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._read: dict[str, tuple[str, KeywordIndex]] = {}  # collection -> (generation, index)
+        self._lock = threading.Lock()
 
-def build(settings: Settings, name: str, collection=None) -> KeywordIndex:
-    """Index every chunk of a collection and save the index (writers only)."""
-    collection = collection if collection is not None else store.get_collection(settings, name)
-    index = build_index(settings, collection)
-    save(settings, name, index)
-    return index
+    def folder(self, name: str) -> Path:
+        return self.settings.home / "keyword" / name
 
+    def build(self, name: str, collection) -> KeywordIndex:
+        """Index every chunk of a collection and save the index (writers only)."""
+        index = build_index(collection, self.settings.embed_headings)
+        self.save(name, index)
+        return index
 
-def read(settings: Settings, name: str) -> KeywordIndex:
-    """The saved index; KeywordIndexError naming the folder when it is missing or damaged."""
-    import bm25s
+    def save(self, name: str, index: KeywordIndex) -> None:
+        """Write the index as a new generation, then switch CURRENT to it in one atomic rename,
+        so a reader sees the old index or the new one, never half of each. Writers only."""
+        folder = self.folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        generation = f"g{time.time_ns()}-{os.getpid()}"
+        target = folder / generation
+        target.mkdir()
+        if index.ids:
+            index.retriever.save(str(target / "bm25"))
+        (target / "doc_freq.json").write_text(json.dumps(index.doc_freq))
+        (target / "ids.json").write_text(json.dumps(index.ids))
+        pointer = folder / f"CURRENT.{generation}"
+        pointer.write_text(generation)
+        os.replace(pointer, folder / "CURRENT")
+        for old in folder.iterdir():  # an earlier generation, or the files of an older layout
+            if old.name not in ("CURRENT", generation):
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+        with self._lock:
+            self._read[name] = (generation, index)
 
-    folder = index_dir(settings, name)
-    try:
-        generation = (folder / "CURRENT").read_text().strip()
-    except FileNotFoundError:
-        raise KeywordIndexError(f"no keyword index at {folder}") from None
-    with _lock:
-        cached = _cache.get(str(folder))
-    if cached and cached[0] == generation:
-        return cached[1]
-    target = folder / generation
-    try:
-        ids = json.loads((target / "ids.json").read_text())
-        doc_freq = json.loads((target / "doc_freq.json").read_text())
-        if not isinstance(ids, list) or not isinstance(doc_freq, dict):
-            raise ValueError("unexpected content")
-        retriever = bm25s.BM25.load(str(target / "bm25")) if ids else bm25s.BM25()
-        if ids and int(retriever.scores["num_docs"]) != len(ids):
-            raise ValueError(f"{retriever.scores['num_docs']} documents for {len(ids)} ids")
-    except Exception as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise KeywordIndexError(
-            f"the keyword index at {target} is damaged ({type(exc).__name__}: {detail})"
-        ) from exc
-    index = KeywordIndex(ids, retriever, doc_freq)
-    with _lock:
-        _cache[str(folder)] = (generation, index)
-    return index
+    def read(self, name: str) -> KeywordIndex:
+        """The saved index; KeywordIndexError naming the folder when it is missing or damaged."""
+        import bm25s
 
-
-def refresh(settings: Settings, name: str, collection, force: bool = False) -> bool:
-    """Rebuild and save the index when something changed, or when the saved one is missing,
-    damaged or out of step with the store (a killed run). Writers only. True when rebuilt."""
-    if not force:
+        folder = self.folder(name)
         try:
-            index = read(settings, name)
-            if len(index.ids) == store.count_chunks(collection):
-                return False
+            generation = (folder / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            raise KeywordIndexError(f"no keyword index at {folder}") from None
+        with self._lock:
+            known = self._read.get(name)
+        if known and known[0] == generation:
+            return known[1]
+        target = folder / generation
+        try:
+            ids = json.loads((target / "ids.json").read_text())
+            doc_freq = json.loads((target / "doc_freq.json").read_text())
+            if not isinstance(ids, list) or not isinstance(doc_freq, dict):
+                raise KeywordIndexError("unexpected content")
+            retriever = bm25s.BM25.load(str(target / "bm25")) if ids else bm25s.BM25()
+            if ids and int(retriever.scores["num_docs"]) != len(ids):
+                raise KeywordIndexError(
+                    f"{retriever.scores['num_docs']} documents for {len(ids)} ids"
+                )
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise KeywordIndexError(
+                f"the keyword index at {target} is damaged ({type(exc).__name__}: {detail})"
+            ) from exc
+        index = KeywordIndex(ids, retriever, doc_freq)
+        with self._lock:
+            self._read[name] = (generation, index)
+        return index
+
+    def refresh(self, name: str, collection, force: bool = False) -> bool:
+        """Rebuild and save the index when something changed, or when the saved one is missing,
+        damaged or out of step with the store (a killed run). Writers only. True when rebuilt."""
+        if not force:
+            try:
+                index = self.read(name)
+                if len(index.ids) == store.count_chunks(collection):
+                    return False
+            except KeywordIndexError as problem:
+                log.warning("%s; rebuilding it", problem)
+        self.build(name, collection)
+        return True
+
+    def load(self, name: str, collection) -> KeywordIndex:
+        """The index for a question. Readers never wait for or undo a writer: while an ingest
+        runs the saved index may lag the store by a few chunks (those are still found by dense
+        search). A missing or damaged index is rebuilt in memory, and saved when no writer is
+        busy."""
+        try:
+            return self.read(name)
         except KeywordIndexError as problem:
             log.warning("%s; rebuilding it", problem)
-    build(settings, name, collection)
-    return True
-
-
-def load(settings: Settings, name: str, collection) -> KeywordIndex:
-    """The index for a question. Readers never wait for or undo a writer: while an ingest runs
-    the saved index may lag the store by a few chunks (those are still found by dense search).
-    A missing or damaged index is rebuilt in memory, and saved when no writer is busy."""
-    try:
-        return read(settings, name)
-    except KeywordIndexError as problem:
-        log.warning("%s; rebuilding it", problem)
-    index = build_index(settings, collection)
-    try:
-        with writer_lock(settings, name, wait=False, purpose="keyword index rebuild"):
-            save(settings, name, index)
-    except CollectionBusyError:
-        pass  # the writer refreshes it when it finishes
-    return index
+        index = build_index(collection, self.settings.embed_headings)
+        try:
+            with writer_lock(self.settings, name, wait=False, purpose="keyword index rebuild"):
+                self.save(name, index)
+        except CollectionBusyError:
+            pass  # the writer refreshes it when it finishes
+        return index

@@ -22,6 +22,10 @@ from pathlib import Path
 
 from rag.store import StoreError
 
+# The layout of a collection's chunks in the store. 1: llama-index's node metadata, with a JSON copy
+# of every node (`_node_content`); 2: flat metadata written by the product (rag.store.CHUNK_FIELDS).
+SCHEMA_VERSION = 2
+
 # How long a command waits for another process's manifest transaction before giving up.
 BUSY_SECONDS = 60.0
 
@@ -45,6 +49,10 @@ CREATE TABLE IF NOT EXISTS contents (
     sha256 TEXT NOT NULL,
     chunk_ids TEXT NOT NULL,
     cited_path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -144,7 +152,10 @@ class Manifest:
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            fresh = not self._has_table("files")
             self.db.executescript(SCHEMA)
+            if fresh:  # a new collection is written in today's layout from its first chunk
+                self.set_schema_version(SCHEMA_VERSION)
         except (sqlite3.Error, OSError) as exc:
             raise manifest_problem(self.path, exc) from exc
 
@@ -162,6 +173,44 @@ class Manifest:
         self.db.execute("COMMIT")
 
     # --- reading -------------------------------------------------------------------------
+
+    def _has_table(self, name: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def schema_version(self) -> int:
+        """The layout of this collection's chunks in the store (1 before versions were kept)."""
+        if not self._has_table("meta"):
+            return 1
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 1
+
+    def document_count(self) -> int:
+        """Documents: the files stored in the collection (each copy of a file counts)."""
+        row = self.db.execute("SELECT COUNT(*) FROM files WHERE status = 'stored'").fetchone()
+        return int(row[0])
+
+    def stored_paths(self) -> Iterator[tuple[str, str]]:
+        """(path, content key) of every stored file, from the manifest's index."""
+        yield from self.db.execute(
+            "SELECT path, content_key FROM files WHERE status = 'stored' ORDER BY path"
+        )
+
+    def contents_of(self, paths: Iterable[tuple[str, str]]) -> tuple[list[str], set[str]]:
+        """For stored files (path, content key): the paths their chunks cite, and their chunk ids."""
+        keys = sorted({key for _, key in paths})
+        cited: set[str] = set()
+        ids: set[str] = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT cited_path, chunk_ids FROM contents WHERE content_key IN ({marks})"
+            for path, chunk_ids in self.db.execute(query, part):
+                cited.add(path)
+                ids.update(json.loads(chunk_ids))
+        return sorted(cited), ids
 
     def get(self, path: str) -> FileRecord | None:
         row = self.db.execute(f"{SELECT_FILES} WHERE f.path = ?", (path,)).fetchone()
@@ -204,6 +253,16 @@ class Manifest:
     def pending(self) -> list[tuple[int, str, list[str]]]:
         rows = self.db.execute("SELECT id, op, chunk_ids FROM journal ORDER BY id").fetchall()
         return [(row[0], row[1], json.loads(row[2])) for row in rows]
+
+    def cited_keys(self, cited: list[str]) -> list[tuple[str, str]]:
+        """(cited path, content key) for contents cited under these paths."""
+        rows: list[tuple[str, str]] = []
+        for start in range(0, len(cited), 500):
+            part = cited[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT cited_path, content_key FROM contents WHERE cited_path IN ({marks})"
+            rows.extend(self.db.execute(query, part).fetchall())
+        return rows
 
     # --- writing -------------------------------------------------------------------------
 
@@ -267,6 +326,11 @@ class Manifest:
             (content_key,),
         ).fetchone()
         return row is not None
+
+    def set_schema_version(self, version: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),)
+        )
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         self.db.execute(

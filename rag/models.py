@@ -30,6 +30,52 @@ class ChatModel(Protocol):
         self, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Iterator[str]: ...
 
+    @property
+    def queue_length(self) -> int:
+        """Answers ahead of a new question: the one being generated and those waiting."""
+        ...
+
+
+class Models:
+    """The models of one App, each loaded on first use and shared by every caller (the engine,
+    the ingestor, every session of the page); `embedder`/`llm` given here are used as they are."""
+
+    def __init__(self, settings: Settings, embedder=None, llm: ChatModel | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._llm = llm
+        self._reranker = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self):
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def llm(self) -> ChatModel:
+        with self._lock:
+            if self._llm is None:
+                self._llm = load_llm(self.settings)
+            return self._llm
+
+    @property
+    def reranker(self):
+        """The cross-encoder when RAG_RERANK_MODEL is set, else None."""
+        with self._lock:
+            if self._reranker is None and self.settings.rerank_model:
+                self._reranker = load_reranker(self.settings)
+            return self._reranker
+
+    @property
+    def queue_length(self) -> int:
+        """Answers ahead of a new question; 0 while the LLM is not loaded (nothing is loaded to
+        find out)."""
+        llm = self._llm
+        return int(llm.queue_length) if llm is not None else 0
+
 
 def load_embedder(settings: Settings):
     """A llama-index embedding model over sentence-transformers, loaded from a local path."""
@@ -291,6 +337,11 @@ class OpenAICompatibleChat:
             timeout=settings.llm_timeout,
             max_retries=0,
         )
+
+    @property
+    def queue_length(self) -> int:
+        """The server queues requests itself; none wait here."""
+        return 0
 
     def count_tokens(self, text: str) -> int:
         """An upper estimate (no local tokenizer): about 3 characters per token."""

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 
-from rag import keyword, store
+from rag import store
 from rag.answer import SourceRef
 from rag.errors import UserError
+from rag.keyword import KeywordIndex
+from rag.manifest import Manifest, manifest_exists
 from rag.settings import Settings
+from rag.store import Chunk
 
 RRF_K = 60  # the usual constant: rank 1 scores 1/61, rank 10 scores 1/70
 
@@ -49,48 +53,90 @@ def matches(path: str, glob: str) -> bool:
     )
 
 
-class Retriever:
-    """Finds the passages that best answer a question in one collection."""
+@dataclass
+class PathFilter:
+    """A glob on stored paths, resolved through the manifest (SQLite), not by scanning the store:
+    the paths that the matching files' chunks cite, those chunks' ids, and for each cited path
+    the matching path to show (a copy matched by the glob is shown by its own name)."""
 
-    def __init__(self, settings: Settings, name: str, collection, embedder, reranker=None) -> None:
+    glob: str
+    cited: list[str]
+    ids: set[str]
+    shown_as: dict[str, str]
+
+    @classmethod
+    def build(cls, home: Path, collection: str, where: str | None) -> PathFilter | None:
+        glob = parse_where(where)
+        if glob is None:
+            return None
+        matched: list[tuple[str, str]] = []
+        if manifest_exists(home, collection):
+            manifest = Manifest(home, collection, readonly=True)
+            try:
+                matched = [(p, key) for p, key in manifest.stored_paths() if matches(p, glob)]
+                cited, ids = manifest.contents_of(matched)
+                by_key = {key: path for path, key in matched}
+                shown_as = {
+                    path: by_key[key] for path, key in manifest.cited_keys(cited) if key in by_key
+                }
+            finally:
+                manifest.close()
+        if not matched:
+            raise NoMatchingFilesError(
+                f"no stored file of collection '{collection}' matches the filter '{glob}'; "
+                "`ingest list` shows the stored paths (a pattern without '/' matches file names)"
+            )
+        return cls(glob, cited, ids, shown_as)
+
+    def chroma_where(self) -> dict:
+        return {"file": {"$in": self.cited}}
+
+    def shown(self, path: str) -> str:
+        return path if matches(path, self.glob) else self.shown_as.get(path, path)
+
+
+class Retriever:
+    """Finds the passages that best answer a question in one collection: one nearest-neighbour
+    query, and one read of the chunks found only by keywords."""
+
+    def __init__(
+        self, settings: Settings, name: str, collection, embedder, reranker, index: KeywordIndex
+    ) -> None:
         self.settings = settings
         self.name = name
         self.collection = collection
         self.embedder = embedder
         self.reranker = reranker
+        self.index = index
 
-    def retrieve(self, question: str, top_k: int, where: str | None = None) -> Retrieval:
+    def retrieve(
+        self, question: str, top_k: int, path_filter: PathFilter | None = None
+    ) -> Retrieval:
         mode = self.settings.retrieval_mode
         pool = max(self.settings.candidates, top_k)
-        glob = parse_where(where)
-        chroma_where, allowed = self._filter(glob)
-        if allowed is not None and not allowed:
-            raise NoMatchingFilesError(
-                f"no stored file of collection '{self.name}' matches the filter '{glob}'; "
-                "`ingest list` shows the stored paths (a pattern without '/' matches file names)"
-            )
+        where = path_filter.chroma_where() if path_filter else None
+        allowed = path_filter.ids if path_filter else None
         query_vector = self.embedder.get_query_embedding(question)
         dense = (
-            []
-            if mode == "keyword"
-            else store.nearest(self.collection, query_vector, pool, chroma_where)
+            [] if mode == "keyword" else store.nearest(self.collection, query_vector, pool, where)
         )
-        index = keyword.load(self.settings, self.name, self.collection)
-        sparse = [] if mode == "dense" else index.search(question, pool, allowed)
-        fused = fuse([[hit["id"] for hit in dense], [chunk_id for chunk_id, _ in sparse]])
-        found = {hit["id"]: hit for hit in dense}
+        sparse = [] if mode == "dense" else self.index.search(question, pool, allowed)
+        fused = fuse([[chunk.id for chunk in dense], [chunk_id for chunk_id, _ in sparse]])
+        found = {chunk.id: chunk for chunk in dense}
         missing = [chunk_id for chunk_id in fused if chunk_id not in found]
         for chunk_id, chunk in store.chunks_by_id(self.collection, missing).items():
-            chunk["cosine"] = dot(query_vector, chunk["embedding"])
+            chunk.score = dot(query_vector, chunk.embedding or [])
             found[chunk_id] = chunk
-        candidates = [
-            to_source(chunk_id, found[chunk_id]) for chunk_id in fused if chunk_id in found
-        ]
+        candidates = [to_source(found[chunk_id]) for chunk_id in fused if chunk_id in found]
+        if path_filter is not None:
+            for source in candidates:
+                source.file = path_filter.shown(source.file)
         if self.reranker is not None:
             candidates = self.reranker.rerank(question, candidates[: max(top_k * 4, 20)])
         sources = diversify(candidates, top_k, self.settings.max_chunks_per_file)
         best = max((s.score for s in sources), default=0.0)
-        coverage = index.coverage(question, [f"{s.title} {s.heading} {s.text}" for s in sources])
+        passages = [f"{s.title} {s.heading} {s.text}" for s in sources]
+        coverage = self.index.coverage(question, passages)
         return Retrieval(sources, best, coverage, refused=self.weak(best, coverage))
 
     def weak(self, best: float, coverage: float) -> bool:
@@ -100,18 +146,6 @@ class Retriever:
         return best < s.refuse_below or (
             best < s.refuse_unless_similar and coverage < s.refuse_min_coverage
         )
-
-    def _filter(self, glob: str | None) -> tuple[dict | None, set[str] | None]:
-        """Chroma `where` and the allowed chunk ids for a path glob (None, None: no filter)."""
-        if glob is None:
-            return None, None
-        files = sorted(
-            f for f in store.distinct_values(self.collection, "file") if matches(f, glob)
-        )
-        if not files:
-            return None, set()
-        where = {"file": {"$in": files}}
-        return where, set(store.chunk_ids_where(self.collection, where))
 
 
 def fuse(rankings: list[list[str]]) -> list[str]:
@@ -146,15 +180,15 @@ def dot(a, b) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=True)))
 
 
-def to_source(chunk_id: str, chunk: dict) -> SourceRef:
-    meta = chunk["meta"]
+def to_source(chunk: Chunk) -> SourceRef:
+    meta = chunk.meta
     page = meta.get("page")
     return SourceRef(
         file=str(meta.get("file", "")),
         page=int(page) if page not in (None, "") else None,
-        score=float(chunk["cosine"]),
-        text=chunk["text"] or "",
+        score=float(chunk.score),
+        text=chunk.text,
         title=str(meta.get("title", "")),
         heading=str(meta.get("heading", "")),
-        chunk_id=chunk_id,
+        chunk_id=chunk.id,
     )

@@ -9,7 +9,9 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from rag.errors import UserError
@@ -42,21 +44,21 @@ DAMAGE_SIGNS = (
 class Collection:
     """A Chroma collection and where it lives, so that every failure can name the store."""
 
-    def __init__(self, raw, location: str, embedded: bool, settings: Settings | None = None):
+    def __init__(self, raw, store: Store) -> None:
         self.raw = raw
-        self.location = location
-        self.embedded = embedded
-        self.settings = settings
+        self.store = store
+        self.location = store.location
+        self.embedded = store.embedded
 
     def __getattr__(self, name: str):
         return getattr(self.raw, name)
 
     def reopen(self) -> None:
         """Read the collection afresh from disk (see STALE_READ)."""
-        if self.settings is None or not self.embedded:
+        if not self.embedded:
             return
-        forget_client(self.settings, stop=False)  # the old client stays usable for its holders
-        self.raw = open_client(self.settings).get_collection(name=self.raw.name)
+        self.store.forget(stop=False)  # the old client stays usable for its holders
+        self.raw = self.store.client().get_collection(name=self.raw.name)
 
 
 # Chroma's answer when a reader's copy of the vector index still holds chunks that another
@@ -128,43 +130,76 @@ def location(settings: Settings) -> str:
     return str(settings.chroma_path)
 
 
-_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
-
-
 def _chroma_settings():
     from chromadb.config import Settings as ChromaSettings
 
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
-def open_client(settings: Settings):
-    """One client per location per process (Chroma dislikes two clients on one folder)."""
-    key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
-    with _clients_lock:
-        if key not in _clients:
-            if settings.chroma_host:
-                _clients[key] = _connect(settings)
-            else:  # creating a new store's tables must not race another process doing it
-                with store_init_lock(settings):
-                    _clients[key] = _connect(settings)
-        return _clients[key]
+class Store:
+    """The Chroma client for one location, opened on first use; an App holds one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.location = location(settings)
+        self.embedded = not settings.chroma_host
+        self._client = None
+        self._lock = threading.Lock()
+
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                if self.embedded:  # creating a new store's tables must not race another process
+                    with store_init_lock(self.settings):
+                        self._client = _connect(self.settings)
+                else:
+                    self._client = _connect(self.settings)
+            return self._client
+
+    def forget(self, stop: bool = True) -> None:
+        """Drop the client, so the next call reads the store afresh; `stop` also shuts the old
+        one down (after the store's files were moved away)."""
+        with self._lock:
+            self._client = None
+        if self.embedded:
+            forget_system(str(self.settings.chroma_path), stop)
+
+    def collection(self, name: str | None = None, create: bool = True) -> Collection | None:
+        """The named collection (cosine distance); None when it does not exist and create is
+        False."""
+        name = validate_collection_name(name or self.settings.collection)
+        client = self.client()
+        try:
+            if not create:
+                raw = client.get_collection(name=name)
+            elif self.embedded:
+                with store_init_lock(self.settings):
+                    raw = client.get_or_create_collection(name=name, metadata=COLLECTION_METADATA)
+            else:
+                raw = client.get_or_create_collection(name=name, metadata=COLLECTION_METADATA)
+        except Exception as exc:  # NotFoundError / ValueError depending on version
+            if not create and ("does not exist" in str(exc) or "not found" in str(exc).lower()):
+                return None
+            raise store_failure(self.location, self.embedded, exc) from exc
+        return Collection(raw, self)
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(getattr(c, "name", c) for c in self.client().list_collections())
+        except Exception as exc:
+            raise store_failure(self.location, self.embedded, exc) from exc
 
 
-def forget_client(settings: Settings, stop: bool = True) -> None:
-    """Drop this process's client for a location, so the next one reads it afresh; `stop` also
-    shuts the old one down (after the store's files were moved away)."""
-    key = (str(settings.chroma_path), settings.chroma_host, settings.chroma_port)
-    with _clients_lock:
-        _clients.pop(key, None)
-    if settings.chroma_host:
-        return
+COLLECTION_METADATA = {"hnsw:space": "cosine"}
+
+
+def forget_system(path: str, stop: bool) -> None:
+    """Chroma caches one system per folder (even a half-started one when opening failed); drop
+    it so the next client reads the folder afresh."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
-    # Chroma caches one system per folder, even a half-started one when opening failed.
-    identifier = str(settings.chroma_path)
-    system = SharedSystemClient._identifier_to_system.pop(identifier, None)
-    SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+    system = SharedSystemClient._identifier_to_system.pop(path, None)
+    SharedSystemClient._identifier_to_refcount.pop(path, None)
     if system is not None and stop:
         try:
             system.stop()
@@ -203,40 +238,54 @@ def _connect(settings: Settings):
         raise store_failure(str(settings.chroma_path), True, exc) from exc
 
 
-def get_collection(
-    settings: Settings, name: str | None = None, create: bool = True
-) -> Collection | None:
-    """The named collection (cosine distance); None when it does not exist and create is False."""
-    name = validate_collection_name(name or settings.collection)
-    client = open_client(settings)
-    where, embedded = location(settings), not settings.chroma_host
-    if create:
-        try:
-            if embedded:
-                with store_init_lock(settings):
-                    raw = client.get_or_create_collection(
-                        name=name, metadata={"hnsw:space": "cosine"}
-                    )
-            else:
-                raw = client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
-        except Exception as exc:
-            raise store_failure(where, embedded, exc) from exc
-        return Collection(raw, where, embedded, settings)
-    try:
-        raw = client.get_collection(name=name)
-    except Exception as exc:  # NotFoundError / ValueError depending on version
-        if "does not exist" in str(exc) or "not found" in str(exc).lower():
-            return None
-        raise store_failure(where, embedded, exc) from exc
-    return Collection(raw, where, embedded, settings)
+# The metadata the product writes for every chunk (flat: str, int or float). Nothing else is
+# stored: no framework blobs, so a moved file rewrites two fields and readers need no parser.
+CHUNK_FIELDS = ("file", "file_name", "page", "title", "heading", "sha256", "chunk_index", "parser")
+# Keys that llama-index wrote beside them up to schema 1; `drop_framework_fields` removes them.
+FRAMEWORK_FIELDS = ("_node_content", "_node_type", "doc_id", "document_id", "ref_doc_id")
+PAGE_SIZE = 5000
 
 
-def collection_names(settings: Settings) -> list[str]:
-    client = open_client(settings)
-    try:
-        return sorted(getattr(c, "name", c) for c in client.list_collections())
-    except Exception as exc:
-        raise store_failure(location(settings), not settings.chroma_host, exc) from exc
+@dataclass
+class Chunk:
+    """One stored chunk: its id, text, flat metadata, and (when asked for) embedding and the
+    cosine similarity to a query."""
+
+    id: str
+    text: str
+    meta: dict[str, Any]
+    score: float = 0.0
+    embedding: list[float] | None = None
+
+
+@dataclass
+class Page:
+    """One page of a collection read in order: ids, and texts/metadatas when included."""
+
+    ids: list[str]
+    texts: list[str]
+    metas: list[dict[str, Any]]
+
+
+def pages(collection, include: tuple[str, ...] = (), size: int = PAGE_SIZE) -> Iterator[Page]:
+    """Every chunk of a collection, a page at a time (the one way the product scans a store;
+    only maintenance does: checks, migrations, rebuilding the keyword index)."""
+    offset = 0
+    while True:
+        page = _get_page(collection, list(include), size, offset)
+        ids = list(page["ids"])
+        texts = list(page.get("documents") or [""] * len(ids))
+        metas = [m or {} for m in (page.get("metadatas") or [{}] * len(ids))]
+        if ids:
+            yield Page(ids, texts, metas)
+        if len(ids) < size:
+            return
+        offset += size
+
+
+@guarded
+def _get_page(collection, include: list[str], size: int, offset: int) -> dict:
+    return collection.get(include=include, limit=size, offset=offset)
 
 
 @guarded
@@ -244,16 +293,13 @@ def count_chunks(collection) -> int:
     return collection.count() if collection is not None else 0
 
 
-@guarded
-def chunk_ids_where(collection, where: dict[str, Any]) -> list[str]:
-    return list(collection.get(where=where, include=[])["ids"])
-
-
-@guarded
-def metadata_where(collection, where: dict[str, Any] | None = None, limit: int | None = None):
-    """Metadata of the chunks matching `where` (all chunks when None)."""
-    result = collection.get(where=where, include=["metadatas"], limit=limit)
-    return list(zip(result["ids"], result["metadatas"], strict=True))
+def metadata_where(collection) -> list[tuple[str, dict[str, Any]]]:
+    """(id, metadata) of every chunk (maintenance and tests)."""
+    return [
+        item
+        for page in pages(collection, ("metadatas",))
+        for item in zip(page.ids, page.metas, strict=True)
+    ]
 
 
 @guarded
@@ -264,37 +310,23 @@ def delete_ids(collection, ids: Iterable[str]) -> int:
     return len(ids)
 
 
-@guarded
-def distinct_values(collection, key: str) -> set[str]:
-    """All values of one metadata key across the collection, read in pages."""
-    values: set[str] = set()
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=5000, offset=offset)
-        metas = page["metadatas"] or []
-        values.update(str(m[key]) for m in metas if m and key in m)
-        if len(metas) < 5000:
-            return values
-        offset += 5000
+def chunk_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The flat metadata stored for a chunk: the product's fields that have a value."""
+    return {key: meta[key] for key in CHUNK_FIELDS if meta.get(key) not in (None, "")}
 
 
 @guarded
 def upsert_nodes(collection, nodes) -> list[str]:
     """Write embedded llama-index nodes in batches; upsert makes a repeated write harmless."""
     from llama_index.core.schema import MetadataMode
-    from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     ids: list[str] = []
     for start in range(0, len(nodes), WRITE_BATCH):
         batch = nodes[start : start + WRITE_BATCH]
-        metadatas = []
-        for node in batch:
-            meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=True)
-            metadatas.append({k: ("" if v is None else v) for k, v in meta.items()})
         collection.upsert(
             ids=[n.node_id for n in batch],
             embeddings=[n.get_embedding() for n in batch],
-            metadatas=metadatas,
+            metadatas=[chunk_metadata(n.metadata) for n in batch],
             documents=[n.get_content(metadata_mode=MetadataMode.NONE) for n in batch],
         )
         ids.extend(n.node_id for n in batch)
@@ -304,73 +336,55 @@ def upsert_nodes(collection, nodes) -> list[str]:
 @guarded
 def set_file_path(collection, ids: list[str], path: str) -> None:
     """Point stored chunks at another path (a moved file), without embedding them again."""
-    import json
-    from pathlib import Path
-
+    name = PurePath(path).name
     for start in range(0, len(ids), WRITE_BATCH):
         batch = ids[start : start + WRITE_BATCH]
-        found = collection.get(ids=batch, include=["metadatas"])
-        metadatas = []
-        for meta in found["metadatas"]:
-            meta = dict(meta)
-            meta["file"], meta["file_name"] = path, Path(path).name
-            if "_node_content" in meta:  # llama-index rebuilds the node from this copy
-                node = json.loads(meta["_node_content"])
-                node.setdefault("metadata", {}).update(file=path, file_name=Path(path).name)
-                meta["_node_content"] = json.dumps(node)
-            metadatas.append(meta)
-        if found["ids"]:
-            collection.update(ids=list(found["ids"]), metadatas=metadatas)
+        collection.update(ids=batch, metadatas=[{"file": path, "file_name": name}] * len(batch))
 
 
 @guarded
+def drop_framework_fields(collection) -> int:
+    """Schema 1 -> 2: remove llama-index's node copies from every chunk's metadata (an update
+    with None deletes a key); ids are read first, then rewritten a batch at a time."""
+    ids = all_ids(collection)
+    cleared = dict.fromkeys(FRAMEWORK_FIELDS)
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), WRITE_BATCH):
+        batch = ordered[start : start + WRITE_BATCH]
+        collection.update(ids=batch, metadatas=[dict(cleared) for _ in batch])
+    return len(ordered)
+
+
 def all_ids(collection) -> set[str]:
-    ids: set[str] = set()
-    offset = 0
-    while True:
-        page = collection.get(include=[], limit=5000, offset=offset)
-        ids.update(page["ids"])
-        if len(page["ids"]) < 5000:
-            return ids
-        offset += 5000
+    return {chunk_id for page in pages(collection) for chunk_id in page.ids}
 
 
-@guarded
 def all_texts(collection, with_headings: bool = True) -> tuple[list[str], list[str]]:
     """Every chunk's id and searchable text (title, heading and passage), read in pages."""
     ids: list[str] = []
     texts: list[str] = []
-    offset = 0
-    while True:
-        page = collection.get(include=["documents", "metadatas"], limit=5000, offset=offset)
-        for chunk_id, text, meta in zip(
-            page["ids"], page["documents"], page["metadatas"], strict=True
-        ):
-            meta = meta or {}
+    for page in pages(collection, ("documents", "metadatas")):
+        for chunk_id, text, meta in zip(page.ids, page.texts, page.metas, strict=True):
             ids.append(chunk_id)
             head = f"{meta.get('title', '')}\n{meta.get('heading', '')}\n" if with_headings else ""
             texts.append(head + (text or ""))
-        if len(page["ids"]) < 5000:
-            return ids, texts
-        offset += 5000
+    return ids, texts
 
 
 @guarded
 def nearest(
     collection, embedding: list[float], limit: int, where: dict | None = None
-) -> list[dict]:
-    """The chunks closest to an embedding: id, text, metadata and cosine similarity, best first."""
-    count = collection.count()
-    if count == 0:
-        return []
+) -> list[Chunk]:
+    """The chunks closest to an embedding, best first, scored by cosine similarity. One call:
+    Chroma returns fewer than `limit` when the collection holds fewer."""
     result = collection.query(
         query_embeddings=[embedding],
-        n_results=min(limit, count),
+        n_results=limit,
         where=where,
         include=["documents", "metadatas", "distances"],
     )
     return [
-        {"id": i, "text": t, "meta": m or {}, "cosine": 1.0 - float(d)}
+        Chunk(id=i, text=t or "", meta=m or {}, score=1.0 - float(d))
         for i, t, m, d in zip(
             result["ids"][0],
             result["documents"][0],
@@ -382,13 +396,13 @@ def nearest(
 
 
 @guarded
-def chunks_by_id(collection, ids: list[str]) -> dict[str, dict]:
-    """id -> {text, meta, embedding} for the given chunk ids."""
+def chunks_by_id(collection, ids: list[str]) -> dict[str, Chunk]:
+    """The given chunks with their embeddings, by id."""
     if not ids:
         return {}
     result = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
     return {
-        i: {"text": t, "meta": m or {}, "embedding": e}
+        i: Chunk(id=i, text=t or "", meta=m or {}, embedding=list(e))
         for i, t, m, e in zip(
             result["ids"],
             result["documents"],

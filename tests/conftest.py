@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,11 @@ class FakeLLM:
         self.reply = reply
         self.queue: list[str] = []
         self.prompts: list[list[dict[str, str]]] = []
+        self.lock = threading.Lock()  # like llama.cpp: one completion at a time
+
+    @property
+    def queue_length(self) -> int:
+        return 1 if self.lock.locked() else 0
 
     def enqueue(self, text: str) -> None:
         self.queue.append(text)
@@ -82,9 +88,10 @@ class FakeLLM:
         return len(text.split())
 
     def stream_chat(self, messages, max_tokens, temperature) -> Iterator[str]:
-        self.prompts.append(messages)
-        text = self.queue.pop(0) if self.queue else self.reply
-        yield from re.findall(r"\S+\s*", text)
+        with self.lock:
+            self.prompts.append(messages)
+            text = self.queue.pop(0) if self.queue else self.reply
+            yield from re.findall(r"\S+\s*", text)
 
 
 @pytest.fixture
@@ -95,3 +102,13 @@ def fake_embedder() -> FakeEmbedding:
 @pytest.fixture
 def fake_llm() -> FakeLLM:
     return FakeLLM()
+
+
+@pytest.fixture
+def app(settings, fake_embedder, fake_llm):
+    """An App on the test's RAG_HOME with the fake models."""
+    from rag.app import build_app
+
+    built = build_app(settings, embedder=fake_embedder, llm=fake_llm)
+    yield built
+    built.close()

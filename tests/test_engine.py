@@ -1,8 +1,8 @@
 import pytest
 
-from ingest.pipeline import Ingestor
 from rag.answer import REFUSAL_TEXT, build_messages
-from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, QuestionTooLongError, build_engine
+from rag.app import build_app
+from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, QuestionTooLongError
 from rag.retrieve import NoMatchingFilesError
 from tests.conftest import FakeLLM
 
@@ -13,12 +13,12 @@ def filled(settings, fake_embedder, tmp_path):
     docs.mkdir()
     (docs / "leave.md").write_text("# Leave\n\nEmployees receive 22 days of paid annual leave.\n")
     (docs / "robot.md").write_text("# Robot\n\nThe K2 robot charges in 55 minutes on its dock.\n")
-    Ingestor(settings, embedder=fake_embedder).ingest([docs])
+    build_app(settings, embedder=fake_embedder).ingestor().ingest([docs])
     return docs
 
 
 def test_ask_retrieves_best_source_first_and_cites(settings, fake_embedder, fake_llm, filled):
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     fake_llm.enqueue("It charges in 55 minutes [1].")
     answer = engine.ask("How long does the robot take to charge on its dock?", top_k=2)
     assert answer.sources[0].file == str(filled / "robot.md")
@@ -31,7 +31,7 @@ def test_ask_retrieves_best_source_first_and_cites(settings, fake_embedder, fake
 
 
 def test_stream_yields_pieces_then_sets_answer(settings, fake_embedder, fake_llm, filled):
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     fake_llm.enqueue("one two three")
     stream = engine.stream("leave days?")
     pieces = list(stream)
@@ -40,31 +40,31 @@ def test_stream_yields_pieces_then_sets_answer(settings, fake_embedder, fake_llm
 
 
 def test_refusal_is_flagged(settings, fake_embedder, fake_llm, filled):
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     fake_llm.enqueue(REFUSAL_TEXT)
     assert engine.ask("Who won the 1998 World Cup?").refused
 
 
 def test_context_overflow_drops_chunks_instead_of_failing(settings, fake_embedder, filled):
-    engine = build_engine(settings, embedder=fake_embedder)
+    engine = build_app(settings, embedder=fake_embedder).engine
     question = "annual leave days"
     sources = engine.retrieve(question, top_k=2).sources
     one = sum(len(m["content"].split()) + 8 for m in build_messages(question, sources[:1]))
     small = FakeLLM(n_ctx=settings.max_answer_tokens + TEMPLATE_RESERVE + one + 2)
-    engine = build_engine(settings, embedder=fake_embedder, llm=small)
+    engine = build_app(settings, embedder=fake_embedder, llm=small).engine
     answer = engine.ask(question, top_k=2)
     assert answer.chunks_used == 1
     assert len(answer.sources) == 2
 
 
 def test_empty_collection_gives_clear_error(settings, fake_embedder, fake_llm):
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     with pytest.raises(EmptyCollectionError, match="collection 'default' is empty.*ingest"):
         engine.ask("anything?")
 
 
 def test_stats_counts_documents_and_chunks(settings, fake_embedder, filled):
-    engine = build_engine(settings, embedder=fake_embedder)
+    engine = build_app(settings, embedder=fake_embedder).engine
     stats = engine.stats()
     assert stats["files"] == 2 and stats["chunks"] >= 2
     assert engine.collections() == ["default"]
@@ -84,8 +84,8 @@ def test_follow_up_question_retrieves_the_earlier_subject(
         "# Page size\n\nThe default value of the page size is 4096 bytes.\n"
     )
     (docs / "cache.md").write_text("# Cache\n\nThe default value of the cache size is -2000.\n")
-    Ingestor(settings, embedder=fake_embedder).ingest([docs])
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    build_app(settings, embedder=fake_embedder).ingestor().ingest([docs])
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     stream = engine.chat(["What is SQLITE_MAX_COLUMN?"], "And its default value?", top_k=1)
     list(stream)
     assert stream.answer.sources[0].file_name == "columns.md"
@@ -93,7 +93,7 @@ def test_follow_up_question_retrieves_the_earlier_subject(
 
 
 def test_where_filter_limits_sources_to_matching_paths(settings, fake_embedder, fake_llm, filled):
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     sources = engine.retrieve("leave robot", top_k=5, where="path:*robot*").sources
     assert sources and all(s.file_name == "robot.md" for s in sources)
     with pytest.raises(
@@ -108,7 +108,7 @@ def test_weak_evidence_is_refused_without_calling_the_model(
     settings, fake_embedder, fake_llm, filled
 ):
     strict = settings.model_copy(update={"refuse_below": 0.99})
-    engine = build_engine(strict, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(strict, embedder=fake_embedder, llm=fake_llm).engine
     answer = engine.ask("annual leave days")
     assert answer.refused and answer.text == REFUSAL_TEXT
     assert fake_llm.prompts == [] and answer.sources  # the closest passages are still shown
@@ -116,7 +116,7 @@ def test_weak_evidence_is_refused_without_calling_the_model(
 
 def test_a_question_too_long_for_the_context_says_so(settings, fake_embedder, filled):
     small = FakeLLM(n_ctx=settings.max_answer_tokens + TEMPLATE_RESERVE + 250)
-    engine = build_engine(settings, embedder=fake_embedder, llm=small)
+    engine = build_app(settings, embedder=fake_embedder, llm=small).engine
     question = "How long does the robot take to charge? " + "really " * 400
     with pytest.raises(QuestionTooLongError, match="RAG_N_CTX") as raised:
         engine.ask(question)

@@ -8,16 +8,17 @@ import pytest
 
 import ingest.cli
 import ingest.pipeline
-from rag.manifest import Manifest
 from ingest.names import printable
-from ingest.pipeline import Ingestor
 from rag import store
+from rag.app import build_app
+from rag.manifest import Manifest
+from rag.store import Store
 from tests.conftest import NO_REFUSAL
 
 
 @pytest.fixture
 def ingestor(settings, fake_embedder):
-    return Ingestor(settings, embedder=fake_embedder)
+    return build_app(settings, embedder=fake_embedder).ingestor()
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def stored(settings) -> dict[str, str]:
     manifest = Manifest(settings.home, settings.collection)
     records = {r.path: r.status for r in manifest.records()}
     manifest.close()
-    cited = {meta["file"] for _, meta in store.metadata_where(store.get_collection(settings))}
+    cited = {meta["file"] for _, meta in store.metadata_where(Store(settings).collection())}
     assert cited <= {path for path, status in records.items() if status == "stored"}
     return records
 

@@ -10,10 +10,13 @@ import threading
 import pytest
 
 from ingest.check import CheckReport
-from rag.manifest import Manifest, ManifestError, UnknownCollectionError, manifest_path
 from ingest.pipeline import Ingestor
 from rag import keyword, store
+from rag.app import build_app
+from rag.keyword import KeywordIndexes
 from rag.locks import CollectionBusyError, writer_lock
+from rag.manifest import Manifest, ManifestError, UnknownCollectionError, manifest_path
+from rag.store import Store
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def library(tmp_path):
 
 @pytest.fixture
 def ingestor(settings, fake_embedder):
-    return Ingestor(settings, embedder=fake_embedder)
+    return build_app(settings, embedder=fake_embedder).ingestor()
 
 
 def kinds(report: CheckReport) -> set[str]:
@@ -39,13 +42,13 @@ def kinds(report: CheckReport) -> set[str]:
 
 def consistent(settings, name="default") -> None:
     """Manifest ids == store ids == keyword-index ids."""
-    collection = store.get_collection(settings, name)
+    collection = Store(settings).collection(name)
     manifest = Manifest(settings.home, name, readonly=True)
     live = manifest.all_chunk_ids()
     manifest.close()
     keyword._cache.clear()
     assert store.all_ids(collection) == live
-    assert set(keyword.read(settings, name).ids) == live
+    assert set(KeywordIndexes(settings).read(name).ids) == live
 
 
 def test_a_second_writer_fails_with_no_wait_and_waits_otherwise(ingestor, settings, library):
@@ -81,7 +84,7 @@ def test_commands_during_an_ingest_never_delete_its_chunks(settings, fake_embedd
         return ids
 
     writer = Ingestor(settings.model_copy(update={"ingest_batch_chunks": 4}), fake_embedder)
-    other = Ingestor(settings, embedder=fake_embedder)
+    other = build_app(settings, embedder=fake_embedder).ingestor()
     store.upsert_nodes = slow_upsert
     try:
         run = threading.Thread(target=writer.ingest, args=([library],))
@@ -109,7 +112,7 @@ def test_commands_during_an_ingest_never_delete_its_chunks(settings, fake_embedd
 def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, library):
     ingestor.ingest([library])
     assert ingestor.check().clean
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     manifest = Manifest(settings.home, "default")
     note1 = manifest.get(str(library / "note1.md"))
     ids1 = manifest.content(note1.content_key)[0]
@@ -137,7 +140,7 @@ def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, libr
     assert fixed.clean, fixed.problems
     assert any("embedded 1 file" in line for line in fixed.repaired), fixed.repaired
     consistent(settings)
-    assert set(ids1) <= store.all_ids(store.get_collection(settings))
+    assert set(ids1) <= store.all_ids(Store(settings).collection())
 
 
 def test_ingest_embeds_again_a_file_whose_chunks_vanished(ingestor, settings, library):
@@ -146,7 +149,7 @@ def test_ingest_embeds_again_a_file_whose_chunks_vanished(ingestor, settings, li
     record = manifest.get(str(library / "note3.md"))
     ids = manifest.content(record.content_key)[0]
     manifest.close()
-    store.get_collection(settings).delete(ids=ids)
+    Store(settings).collection().delete(ids=ids)
     report = ingestor.ingest([library])  # the bytes did not change
     assert report.files == 1 and report.unchanged == 4, report.to_json()
     consistent(settings)
@@ -204,7 +207,7 @@ def test_an_embedding_failure_midway_through_a_file_leaves_no_orphans(settings, 
     flaky = FailsOnSecondSlice(model_name="fake-hash", embed_batch_size=16)
     big = library / "big.md"
     big.write_text("# Big\n\n" + "\n\n".join(f"Part {k} about lakes{k}." * 20 for k in range(30)))
-    report = Ingestor(small, embedder=flaky).ingest([big])
+    report = build_app(small, embedder=flaky).ingestor().ingest([big])
     assert [f["error"] for f in report.failed] == ["could not embed (out of memory)"]
     sound = Ingestor(small, embedder=FakeEmbedding(model_name="fake-hash", embed_batch_size=16))
     assert sound.check().clean  # the slice stored before the failure was undone

@@ -1,5 +1,6 @@
-from rag import keyword, store
-from rag.keyword import tokenize
+from rag import keyword
+from rag.keyword import KeywordIndexes, tokenize
+from rag.store import Store
 
 
 def test_tokenize_keeps_identifiers_and_their_parts():
@@ -10,7 +11,7 @@ def test_tokenize_keeps_identifiers_and_their_parts():
 
 
 def test_index_search_filters_and_coverage(settings, tmp_path):
-    collection = store.get_collection(settings, "kw-test")
+    collection = Store(settings).collection("kw-test")
     collection.upsert(
         ids=["a", "b", "c"],
         embeddings=[[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]],
@@ -21,7 +22,7 @@ def test_index_search_filters_and_coverage(settings, tmp_path):
         ],
         metadatas=[{"file": "/a.md"}, {"file": "/b.md"}, {"file": "/c.md"}],
     )
-    index = keyword.build(settings, "kw-test", collection)
+    index = KeywordIndexes(settings).build("kw-test", collection)
     assert [chunk_id for chunk_id, _ in index.search("what is QX-7731?", 3)][0] == "a"
     assert [c for c, _ in index.search("turbo mode", 3, allowed={"b"})] == ["b"]
     found = index.coverage("flag QX-7731 turbo", ["The flag QX-7731 enables turbo mode."])
@@ -29,18 +30,18 @@ def test_index_search_filters_and_coverage(settings, tmp_path):
     partly = index.coverage("flag QX-7731 volcano", ["The flag QX-7731 enables turbo mode."])
     assert 0.3 < partly < 1.0
     assert index.coverage("volcano eruption 1815", ["Turbo mode is off by default."]) == 0.0
-    reloaded = keyword.load(settings, "kw-test", collection)
+    reloaded = KeywordIndexes(settings).load("kw-test", collection)
     assert reloaded.ids == ["a", "b", "c"] and reloaded.doc_freq == index.doc_freq
     collection.delete(ids=["c"])  # the store changed behind the index
     # a reader never rewrites it (a writer may be mid-run); the next writer's refresh does
-    assert keyword.load(settings, "kw-test", collection).ids == ["a", "b", "c"]
-    assert keyword.refresh(settings, "kw-test", collection) is True
-    assert keyword.load(settings, "kw-test", collection).ids == ["a", "b"]
-    assert keyword.refresh(settings, "kw-test", collection) is False  # in step: kept
+    assert KeywordIndexes(settings).load("kw-test", collection).ids == ["a", "b", "c"]
+    assert KeywordIndexes(settings).refresh("kw-test", collection) is True
+    assert KeywordIndexes(settings).load("kw-test", collection).ids == ["a", "b"]
+    assert KeywordIndexes(settings).refresh("kw-test", collection) is False  # in step: kept
 
 
 def small_collection(settings, name="kw-damaged"):
-    collection = store.get_collection(settings, name)
+    collection = Store(settings).collection(name)
     collection.upsert(
         ids=["a", "b"],
         embeddings=[[1.0, 0.0], [0.0, 1.0]],
@@ -59,20 +60,20 @@ def garble(folder):
 
 def test_damaged_index_is_named_and_rebuilt(settings):
     collection = small_collection(settings)
-    keyword.build(settings, "kw-damaged", collection)
+    KeywordIndexes(settings).build("kw-damaged", collection)
     keyword._cache.clear()
     garble(keyword.index_dir(settings, "kw-damaged"))
     try:
-        keyword.read(settings, "kw-damaged")
+        KeywordIndexes(settings).read("kw-damaged")
     except keyword.KeywordIndexError as problem:
         assert str(keyword.index_dir(settings, "kw-damaged")) in str(problem)
     else:
         raise AssertionError("a garbled index was read without complaint")
     # a question still works: the index is rebuilt in memory (and saved: no writer is busy)
-    hits = keyword.load(settings, "kw-damaged", collection).search("QX-7731", 2)
+    hits = KeywordIndexes(settings).load("kw-damaged", collection).search("QX-7731", 2)
     assert hits and hits[0][0] == "a"
     keyword._cache.clear()
-    assert keyword.read(settings, "kw-damaged").ids == ["a", "b"]
+    assert KeywordIndexes(settings).read("kw-damaged").ids == ["a", "b"]
 
 
 def test_reader_does_not_save_while_a_writer_holds_the_lock(settings):
@@ -80,16 +81,16 @@ def test_reader_does_not_save_while_a_writer_holds_the_lock(settings):
 
     collection = small_collection(settings, "kw-busy")
     with writer_lock(settings, "kw-busy"):
-        index = keyword.load(settings, "kw-busy", collection)  # no saved index yet
+        index = KeywordIndexes(settings).load("kw-busy", collection)  # no saved index yet
         assert index.ids == ["a", "b"]
         assert not (keyword.index_dir(settings, "kw-busy") / "CURRENT").exists()
 
 
 def test_refresh_rebuilds_a_damaged_index(settings):
     collection = small_collection(settings, "kw-refresh")
-    keyword.build(settings, "kw-refresh", collection)
+    KeywordIndexes(settings).build("kw-refresh", collection)
     keyword._cache.clear()
     garble(keyword.index_dir(settings, "kw-refresh"))
-    assert keyword.refresh(settings, "kw-refresh", collection) is True
+    assert KeywordIndexes(settings).refresh("kw-refresh", collection) is True
     keyword._cache.clear()
-    assert keyword.read(settings, "kw-refresh").ids == ["a", "b"]
+    assert KeywordIndexes(settings).read("kw-refresh").ids == ["a", "b"]

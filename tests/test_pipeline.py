@@ -4,6 +4,9 @@ import pytest
 
 from ingest.pipeline import Ingestor, MissingPathError, discover
 from rag import store
+from rag.app import build_app
+from rag.keyword import KeywordIndexes
+from rag.store import Store
 from tests.conftest import DATA, SAMPLES
 
 GOOD = [
@@ -29,11 +32,11 @@ BAD = {
 
 @pytest.fixture
 def ingestor(settings, fake_embedder):
-    return Ingestor(settings, embedder=fake_embedder)
+    return build_app(settings, embedder=fake_embedder).ingestor()
 
 
 def stored_files(settings, name="default"):
-    collection = store.get_collection(settings, name)
+    collection = Store(settings).collection(name)
     return {m["file"] for _, m in store.metadata_where(collection)}
 
 
@@ -51,12 +54,12 @@ def test_bad_files_are_reported_and_good_ones_stored(ingestor, settings, tmp_pat
     assert all(reason for reason in failed.values())
     assert report.exit_code == 1
     assert len(seen) == len(GOOD) + len(BAD)
-    assert report.chunks == store.count_chunks(store.get_collection(settings))
+    assert report.chunks == store.count_chunks(Store(settings).collection())
 
 
 def test_pdf_pages_are_stored_as_metadata(ingestor, settings):
     ingestor.ingest([DATA / "three-pages.pdf"])
-    metas = [m for _, m in store.metadata_where(store.get_collection(settings))]
+    metas = [m for _, m in store.metadata_where(Store(settings).collection())]
     assert sorted({m["page"] for m in metas}) == [1, 2, 3]
     assert all(m["file"] == str((DATA / "three-pages.pdf").resolve()) for m in metas)
 
@@ -73,7 +76,7 @@ def test_reingest_unchanged_stores_nothing_and_changed_file_is_replaced(
     doc.write_text("# Title\n\nThe second version says eight.\n\n## More\n\nAnd more text.\n")
     changed = ingestor.ingest([tmp_path])
     assert changed.files == 1
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     texts = collection.get(include=["documents"])["documents"]
     assert store.count_chunks(collection) == changed.chunks
     assert not any("seven" in t for t in texts)
@@ -115,7 +118,7 @@ def test_dangling_link_and_oversized_file_fail_with_reasons(
 def test_missing_path_is_an_error_before_anything_is_stored(ingestor, settings, tmp_path):
     with pytest.raises(MissingPathError, match="nope"):
         ingestor.ingest([SAMPLES, tmp_path / "nope"])
-    assert store.count_chunks(store.get_collection(settings)) == 0
+    assert store.count_chunks(Store(settings).collection()) == 0
 
 
 def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedder, tmp_path):
@@ -129,24 +132,22 @@ def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedd
     two = parallel.ingest([folder], collection_name="parallel")
     assert (one.files, one.chunks, len(one.failed)) == (two.files, two.chunks, len(two.failed))
     ids = {
-        name: store.all_ids(store.get_collection(settings, name))
-        for name in ("default", "parallel")
+        name: store.all_ids(Store(settings).collection(name)) for name in ("default", "parallel")
     }
     assert ids["default"] == ids["parallel"] and ids["default"]
 
 
 def test_keyword_index_follows_adds_updates_and_removals(ingestor, settings, tmp_path):
-    from rag import keyword
 
     folder = tmp_path / "kw"
     folder.mkdir()
     (folder / "a.md").write_text("# A\n\nThe zebra code ZX-1 lives here.\n")
     (folder / "b.md").write_text("# B\n\nThe yak code YK-2 lives here.\n")
     ingestor.ingest([folder])
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
 
     def top(query):
-        hits = keyword.load(settings, "default", collection).search(query, 1)
+        hits = KeywordIndexes(settings).load("default", collection).search(query, 1)
         chunk = store.chunks_by_id(collection, [hits[0][0]])[hits[0][0]] if hits else None
         return chunk["meta"]["file"].rsplit("/", 1)[1] if chunk else None
 

@@ -5,9 +5,11 @@ import os
 import pytest
 
 from ingest.loaders import load_file
-from rag.manifest import Manifest
-from ingest.pipeline import Ingestor, recover
+from ingest.pipeline import recover
 from rag import store
+from rag.app import build_app
+from rag.manifest import Manifest
+from rag.store import Store
 
 
 @pytest.fixture
@@ -22,12 +24,12 @@ def library(tmp_path):
 
 @pytest.fixture
 def ingestor(settings, fake_embedder):
-    return Ingestor(settings, embedder=fake_embedder)
+    return build_app(settings, embedder=fake_embedder).ingestor()
 
 
 def snapshot(settings, name="default"):
     """{file: chunk count} as Chroma sees it, and as the manifest sees it."""
-    collection = store.get_collection(settings, name)
+    collection = Store(settings).collection(name)
     in_chroma: dict[str, int] = {}
     for _, meta in store.metadata_where(collection):
         in_chroma[meta["file"]] = in_chroma.get(meta["file"], 0) + 1
@@ -66,20 +68,22 @@ def test_edit_delete_rename_then_sync_mirrors_the_folder(ingestor, settings, lib
     expected = {str(p) for p in library.rglob("*") if p.is_file()}
     assert set(in_chroma) == set(in_manifest) == expected
     assert in_chroma == in_manifest
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     texts = " ".join(collection.get(include=["documents"])["documents"])
     assert "volcanoes" in texts and "topic0" not in texts and "topic1" not in texts
     assert "topic2" in texts  # the renamed note was kept, not embedded again
 
 
 def test_rename_without_sync_moves_the_citation(ingestor, settings, library, fake_llm):
-    from rag.engine import build_engine
+    from rag.app import build_app
 
     ingestor.ingest([library])
     (library / "note3.md").rename(library / "moved.md")
     report = ingestor.ingest([library])
     assert report.moved == 1 and report.files == 0
-    answer = build_engine(settings, ingestor.embedder, fake_llm).ask("topic3", top_k=1)
+    answer = build_app(settings, embedder=ingestor.embedder, llm=fake_llm).engine.ask(
+        "topic3", top_k=1
+    )
     assert answer.sources[0].file == str(library / "moved.md")
     in_chroma, in_manifest = snapshot(settings)
     assert str(library / "note3.md") not in in_manifest
@@ -91,7 +95,7 @@ def test_same_content_twice_is_stored_once_and_cites_the_newest(ingestor, settin
     assert report.files == 5 and report.moved == 1
     _, in_manifest = snapshot(settings)
     assert in_manifest[str(library / "copy.md")] == in_manifest[str(library / "note0.md")]
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     files = [m["file"] for _, m in store.metadata_where(collection)]
     assert files.count(str(library / "copy.md")) + files.count(str(library / "note0.md")) == 1
     ingestor.remove([library / "copy.md"])
@@ -125,7 +129,7 @@ def test_failed_files_are_listed_and_reported_again_without_reparsing(ingestor, 
 
 def test_recover_undoes_a_half_written_batch(ingestor, settings, library):
     ingestor.ingest([library])
-    collection = store.get_collection(settings)
+    collection = Store(settings).collection()
     before = store.all_ids(collection)
     manifest = Manifest(settings.home, "default")
     note = library / "note0.md"

@@ -46,6 +46,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from rag.store import Store
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Small chunks so that a few lines make several chunks; tiny write batches so that one run
@@ -561,9 +563,9 @@ def keyword_ids(folder: Path) -> list[str] | None:
 
 def probe(request: dict) -> dict:
     """Read the manifest, the store and the keyword index, then retrieve each query (top files)."""
-    from rag.manifest import Manifest
     from rag import store
-    from rag.engine import build_engine
+    from rag.app import build_app
+    from rag.manifest import Manifest
     from rag.settings import load_settings
 
     settings = load_settings()
@@ -578,13 +580,13 @@ def probe(request: dict) -> dict:
         pending = len(manifest.pending())
     finally:
         manifest.close()
-    collection = store.get_collection(settings, create=False)
+    collection = Store(settings).collection(create=False)
     chunks = store.metadata_where(collection) if collection is not None else []
     stored = {chunk_id: meta.get("file") for chunk_id, meta in chunks}
     keyword = keyword_ids(settings.home / "keyword" / settings.collection)
     hits: dict[str, list[str]] = {}
     if request["queries"] and stored:  # read the keyword index above first: a query may rebuild it
-        engine = build_engine(settings)
+        engine = build_app(settings).engine
         for query in request["queries"]:
             sources = engine.retrieve(query, top_k=request["top_k"]).sources
             hits[query] = [source.file for source in sources]

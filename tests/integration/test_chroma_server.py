@@ -5,8 +5,7 @@ import subprocess
 
 import pytest
 
-from ingest.pipeline import Ingestor
-from rag.engine import build_engine
+from rag.app import build_app
 from rag.settings import load_settings
 from tests.conftest import BIN, DATA
 from tests.integration.conftest import free_port, wait_for_http
@@ -47,9 +46,11 @@ def test_ingest_and_ask_through_a_chroma_server(
     monkeypatch.setenv("RAG_CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("RAG_CHROMA_PORT", str(chroma_server))
     settings = load_settings()
-    report = Ingestor(settings, embedder=fake_embedder).ingest([DATA / "three-pages.pdf"])
+    report = (
+        build_app(settings, embedder=fake_embedder).ingestor().ingest([DATA / "three-pages.pdf"])
+    )
     assert report.files == 1 and not report.failed
-    engine = build_engine(settings, embedder=fake_embedder, llm=fake_llm)
+    engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
     answer = engine.ask("Where is the charlie page marker?", top_k=3)
     assert answer.sources[0].page == 3
     assert engine.stats()["files"] == 1

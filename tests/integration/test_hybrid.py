@@ -2,8 +2,7 @@
 
 import pytest
 
-from ingest.pipeline import Ingestor
-from rag.engine import build_engine
+from rag.app import build_app
 from rag.models import load_embedder
 from tests.conftest import FakeLLM
 
@@ -40,13 +39,13 @@ def test_hybrid_finds_an_exact_identifier_that_dense_ranks_below_5(settings, emb
     for n, text in enumerate(TOPICS):
         (folder / f"errors-{n:02d}.txt").write_text(text)
     (folder / "plants.txt").write_text(TARGET)
-    Ingestor(settings, embedder=embedder).ingest([folder])
+    build_app(settings, embedder=embedder).ingestor().ingest([folder])
     question = "What does error code QX-7731 mean?"
 
     def rank(mode):
-        engine = build_engine(
+        engine = build_app(
             settings.model_copy(update={"retrieval_mode": mode}), embedder, FakeLLM()
-        )
+        ).engine
         files = [s.file_name for s in engine.retrieve(question, top_k=10).sources]
         return files.index("plants.txt") + 1 if "plants.txt" in files else None
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from ingest.pipeline import Ingestor
-from rag.engine import build_engine
+from rag.app import build_app
 from rag.models import CrossEncoderReranker, ModelError, load_reranker
 from rag.settings import load_settings
 from tests.conftest import FakeLLM
@@ -56,9 +55,9 @@ def test_engine_uses_a_local_cross_encoder_from_settings(
     docs.mkdir()
     for n in range(6):
         (docs / f"d{n}.md").write_text(f"# Doc {n}\n\nPassage number {n} about leave days.\n")
-    Ingestor(settings, embedder=fake_embedder).ingest([docs])
+    build_app(settings, embedder=fake_embedder).ingestor().ingest([docs])
     configured = settings.model_copy(update={"rerank_model": str(tiny_cross_encoder)})
-    engine = build_engine(configured, embedder=fake_embedder, llm=FakeLLM())
+    engine = build_app(configured, embedder=fake_embedder, llm=FakeLLM()).engine
     sources = engine.retrieve("leave days", top_k=3).sources
     assert len(sources) == 3
     assert isinstance(engine.reranker, CrossEncoderReranker)
