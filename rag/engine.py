@@ -57,8 +57,9 @@ class Prepared:
 class AnswerStream:
     """An answer being generated. Iterate it for text pieces as the model writes them;
     `text()` waits for the whole text; `answer` (sources, timings, citations) is set once it
-    has finished; `close()` stops the model at once and frees it for the next question.
-    Iterating twice replays nothing: the second pass ends at once."""
+    has finished; `close()` (or leaving a `with` block) stops the model at once and frees it
+    for the next question. Leaving a loop early keeps the model until close(): the stream can
+    be read on. A finished stream does not replay."""
 
     def __init__(self, prepared: Prepared, models: Models, settings: Settings) -> None:
         self.prepared = prepared
@@ -75,21 +76,24 @@ class AnswerStream:
         """The passages found, best first (known before the answer starts)."""
         return self.prepared.retrieval.sources
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> str:
         if self._closed or self.answer is not None:
-            return
+            raise StopIteration
         if self._generation is None:
             self._generation = self._generate()
         try:
-            for piece in self._generation:
-                if self._first_token is None:
-                    self._first_token = time.perf_counter()
-                self._pieces.append(piece)
-                yield piece
-        except GeneratorExit:  # the reader stopped early: stop the model too
-            self.close()
+            piece = next(self._generation)
+        except StopIteration:
+            self._generation = None
+            self._finish()
             raise
-        self._finish()
+        if self._first_token is None:
+            self._first_token = time.perf_counter()
+        self._pieces.append(piece)
+        return piece
 
     def __enter__(self) -> AnswerStream:
         return self

@@ -42,7 +42,7 @@ def parse_where(where: str | None) -> str | None:
     glob = where.split(":", 1)[1] if where.startswith("path:") else where
     glob = glob.strip()
     if not glob:
-        raise NoMatchingFilesError("--where needs a pattern, e.g. --where 'path:*.pdf'")
+        raise UserError("--where needs a pattern, e.g. --where 'path:*.pdf'")
     return glob
 
 

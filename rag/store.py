@@ -144,6 +144,7 @@ class Store:
         self.location = location(settings)
         self.embedded = not settings.chroma_host
         self._client = None
+        self._collections: dict[str, Collection] = {}  # opened once: each open is a Chroma call
         self._lock = threading.Lock()
 
     def client(self):
@@ -161,6 +162,7 @@ class Store:
         one down (after the store's files were moved away)."""
         with self._lock:
             self._client = None
+            self._collections.clear()
         if self.embedded:
             forget_system(str(self.settings.chroma_path), stop)
 
@@ -168,6 +170,10 @@ class Store:
         """The named collection (cosine distance); None when it does not exist and create is
         False."""
         name = validate_collection_name(name or self.settings.collection)
+        with self._lock:
+            known = self._collections.get(name)
+        if known is not None:
+            return known
         client = self.client()
         try:
             if not create:
@@ -181,7 +187,10 @@ class Store:
             if not create and ("does not exist" in str(exc) or "not found" in str(exc).lower()):
                 return None
             raise store_failure(self.location, self.embedded, exc) from exc
-        return Collection(raw, self)
+        opened = Collection(raw, self)
+        with self._lock:
+            self._collections[name] = opened
+        return opened
 
     def names(self) -> list[str]:
         try:

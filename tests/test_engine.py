@@ -3,6 +3,7 @@ import pytest
 from rag.answer import REFUSAL_TEXT, build_messages
 from rag.app import build_app
 from rag.engine import TEMPLATE_RESERVE, EmptyCollectionError, QuestionTooLongError
+from rag.errors import UserError
 from rag.retrieve import NoMatchingFilesError
 from tests.conftest import FakeLLM
 
@@ -86,7 +87,9 @@ def test_follow_up_question_retrieves_the_earlier_subject(
     (docs / "cache.md").write_text("# Cache\n\nThe default value of the cache size is -2000.\n")
     build_app(settings, embedder=fake_embedder).ingestor().ingest([docs])
     engine = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine
-    stream = engine.chat(["What is SQLITE_MAX_COLUMN?"], "And its default value?", top_k=1)
+    stream = engine.stream(
+        "And its default value?", history=["What is SQLITE_MAX_COLUMN?"], top_k=1
+    )
     list(stream)
     assert stream.answer.sources[0].file_name == "columns.md"
     assert "SQLITE_MAX_COLUMN" in fake_llm.prompts[-1][1]["content"]
@@ -100,7 +103,7 @@ def test_where_filter_limits_sources_to_matching_paths(settings, fake_embedder, 
         NoMatchingFilesError, match=r"no stored file .* matches the filter '\*\.pdf'"
     ):
         engine.retrieve("leave", where="*.pdf")  # not "the documents do not contain the answer"
-    with pytest.raises(ValueError, match="--where needs a pattern"):
+    with pytest.raises(UserError, match="--where needs a pattern"):
         engine.retrieve("leave", where="path:")
 
 

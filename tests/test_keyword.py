@@ -61,18 +61,16 @@ def garble(folder):
 def test_damaged_index_is_named_and_rebuilt(settings):
     collection = small_collection(settings)
     KeywordIndexes(settings).build("kw-damaged", collection)
-    keyword._cache.clear()
-    garble(keyword.index_dir(settings, "kw-damaged"))
+    garble(KeywordIndexes(settings).folder("kw-damaged"))
     try:
         KeywordIndexes(settings).read("kw-damaged")
     except keyword.KeywordIndexError as problem:
-        assert str(keyword.index_dir(settings, "kw-damaged")) in str(problem)
+        assert str(KeywordIndexes(settings).folder("kw-damaged")) in str(problem)
     else:
         raise AssertionError("a garbled index was read without complaint")
     # a question still works: the index is rebuilt in memory (and saved: no writer is busy)
     hits = KeywordIndexes(settings).load("kw-damaged", collection).search("QX-7731", 2)
     assert hits and hits[0][0] == "a"
-    keyword._cache.clear()
     assert KeywordIndexes(settings).read("kw-damaged").ids == ["a", "b"]
 
 
@@ -83,14 +81,12 @@ def test_reader_does_not_save_while_a_writer_holds_the_lock(settings):
     with writer_lock(settings, "kw-busy"):
         index = KeywordIndexes(settings).load("kw-busy", collection)  # no saved index yet
         assert index.ids == ["a", "b"]
-        assert not (keyword.index_dir(settings, "kw-busy") / "CURRENT").exists()
+        assert not (KeywordIndexes(settings).folder("kw-busy") / "CURRENT").exists()
 
 
 def test_refresh_rebuilds_a_damaged_index(settings):
     collection = small_collection(settings, "kw-refresh")
     KeywordIndexes(settings).build("kw-refresh", collection)
-    keyword._cache.clear()
-    garble(keyword.index_dir(settings, "kw-refresh"))
+    garble(KeywordIndexes(settings).folder("kw-refresh"))
     assert KeywordIndexes(settings).refresh("kw-refresh", collection) is True
-    keyword._cache.clear()
     assert KeywordIndexes(settings).read("kw-refresh").ids == ["a", "b"]
