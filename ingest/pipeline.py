@@ -22,12 +22,12 @@ from rag.hashing import file_sha256
 from rag.keyword import KeywordIndexes
 from rag.locks import writer_lock
 from rag.manifest import (
-    SCHEMA_VERSION,
     FileRecord,
     Manifest,
     UnknownCollectionError,
     list_collections,
     manifest_exists,
+    upgrade_schema,
 )
 from rag.models import Models, load_chunk_tokenizer
 from rag.settings import Settings
@@ -256,9 +256,7 @@ class Ingestor:
         manifest = Manifest(self.settings.home, name)
         try:
             recover(manifest, collection)
-            if manifest.schema_version() < SCHEMA_VERSION:
-                store.drop_framework_fields(collection)
-                manifest.set_schema_version(SCHEMA_VERSION)
+            upgrade_schema(manifest, collection)
         except BaseException:
             manifest.close()
             raise

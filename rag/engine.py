@@ -18,7 +18,8 @@ from rag.answer import (
 )
 from rag.errors import UserError
 from rag.keyword import KeywordIndexes
-from rag.manifest import Manifest, manifest_exists
+from rag.locks import CollectionBusyError, writer_lock
+from rag.manifest import SCHEMA_VERSION, Manifest, manifest_exists, upgrade_schema
 from rag.models import Models
 from rag.retrieve import PathFilter, Retrieval, Retriever
 from rag.settings import Settings
@@ -159,6 +160,7 @@ class Engine:
         self.store = store
         self.keywords = keywords
         self.models = models
+        self._current: set[str] = set()  # collections known to be in today's layout
 
     @property
     def queue_length(self) -> int:
@@ -201,6 +203,7 @@ class Engine:
         coll = self.store.collection(name, create=False)
         if coll is None:
             raise self._empty(name)
+        self._ensure_current(name, coll)
         path_filter = PathFilter.build(self.settings.home, name, where)
         retriever = Retriever(
             self.settings,
@@ -294,6 +297,30 @@ class Engine:
                 "or lower RAG_MAX_ANSWER_TOKENS or RAG_CHUNK_SIZE"
             )
         return used
+
+    def _ensure_current(self, name: str, collection) -> None:
+        """Upgrade a collection stored in an older layout on first use, when no writer is busy
+        (a busy writer upgrades it itself; older chunks still read correctly meanwhile)."""
+        if name in self._current:
+            return
+        home = self.settings.home
+        if manifest_exists(home, name):
+            reader = Manifest(home, name, readonly=True)
+            try:
+                old = reader.schema_version() < SCHEMA_VERSION
+            finally:
+                reader.close()
+            if old:
+                try:
+                    with writer_lock(self.settings, name, wait=False, purpose="upgrade"):
+                        writer = Manifest(home, name)
+                        try:
+                            upgrade_schema(writer, collection)
+                        finally:
+                            writer.close()
+                except CollectionBusyError:
+                    return
+        self._current.add(name)
 
     def _top_k(self, top_k: int | None) -> int:
         if top_k is None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag import store
 from rag.store import StoreError
 
 # The layout of a collection's chunks in the store. 1: llama-index's node metadata, with a JSON copy
@@ -378,3 +379,13 @@ def manifest_exists(home: Path, collection: str) -> bool:
 def list_collections(home: Path) -> list[str]:
     folder = home / "manifests"
     return sorted(p.stem for p in folder.glob("*.sqlite3")) if folder.is_dir() else []
+
+
+def upgrade_schema(manifest: Manifest, collection) -> bool:
+    """Bring a collection stored in an older layout up to SCHEMA_VERSION (a writer's manifest,
+    under the collection's lock); True when something changed."""
+    if manifest.schema_version() >= SCHEMA_VERSION:
+        return False
+    store.drop_framework_fields(collection)  # 1 -> 2: the only step so far
+    manifest.set_schema_version(SCHEMA_VERSION)
+    return True
