@@ -73,6 +73,11 @@ class AnswerStream:
         self.answer: Answer | None = None
 
     @property
+    def uses_model(self) -> bool:
+        """False when the evidence was too weak: the refusal is given without the model."""
+        return bool(self.prepared.used)
+
+    @property
     def sources(self) -> list[SourceRef]:
         """The passages found, best first (known before the answer starts)."""
         return self.prepared.retrieval.sources

