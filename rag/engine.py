@@ -5,17 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
+from rag import answer as answers
 from rag import store
-from rag.answer import (
-    REFUSAL_TEXT,
-    Answer,
-    SourceRef,
-    build_messages,
-    cited_numbers,
-    fit_sources,
-    is_refusal,
-)
+from rag.answer import Answer, SourceRef
 from rag.errors import UserError
 from rag.keyword import KeywordIndexes
 from rag.locks import CollectionBusyError, writer_lock
@@ -39,6 +33,16 @@ class QuestionTooLongError(UserError):
 
 class EmptyQuestionError(UserError):
     """Nothing was asked."""
+
+
+class AskOptions(TypedDict, total=False):
+    """How to answer: `history` (the conversation's earlier questions, oldest first),
+    `collection`, `top_k` (passages) and `where` (a glob on stored paths)."""
+
+    history: Sequence[str]
+    collection: str | None
+    top_k: int | None
+    where: str | None
 
 
 @dataclass
@@ -128,7 +132,7 @@ class AnswerStream:
     def _generate(self) -> Iterator[str]:
         prepared = self.prepared
         if not prepared.used:
-            yield REFUSAL_TEXT
+            yield answers.REFUSAL_TEXT
             return
         yield from self._models.llm.stream_chat(
             prepared.messages, self._settings.max_answer_tokens, self._settings.temperature
@@ -148,9 +152,9 @@ class AnswerStream:
         self.answer = Answer(
             text=text,
             sources=prepared.retrieval.sources,
-            refused=prepared.retrieval.refused or is_refusal(text),
+            refused=prepared.retrieval.refused or answers.is_refusal(text),
             timings=timings,
-            cited=cited_numbers(text, len(prepared.used)),
+            cited=answers.cited_numbers(text, len(prepared.used)),
             chunks_used=len(prepared.used),
         )
 
@@ -223,31 +227,24 @@ class Engine:
             raise self._empty(name)
         return retrieval
 
-    def prepare(
-        self,
-        question: str,
-        *,
-        history: Sequence[str] = (),
-        collection: str | None = None,
-        top_k: int | None = None,
-        where: str | None = None,
-    ) -> Prepared:
+    def prepare(self, question: str, **options: Unpack[AskOptions]) -> Prepared:
         """Search for a question (with the conversation when it follows up on it) and build the
         prompt for the model; no text is generated yet."""
         if not question.strip():
             raise EmptyQuestionError("the question is empty; type a question")
+        history = [q for q in options.get("history", ()) if q.strip()]
+        collection, top_k = options.get("collection"), options.get("top_k")
+        where = options.get("where")
         started = time.perf_counter()
         found = _search_query(
-            question,
-            [q for q in history if q.strip()],
-            lambda query: self.retrieve(query, collection, top_k, where),
+            question, history, lambda query: self.retrieve(query, collection, top_k, where)
         )
         retrieved = time.perf_counter()
         prompt_question = question.strip()
         if found.follows_up:
             prompt_question += f"\n(This follows the earlier question: {history[-1].strip()})"
         used = self._fit(prompt_question, found.retrieval)
-        messages = build_messages(prompt_question, used) if used else []
+        messages = answers.build_messages(prompt_question, used) if used else []
         return Prepared(
             prompt_question,
             found.query,
@@ -259,24 +256,12 @@ class Engine:
             retrieved,
         )
 
-    def stream(
-        self,
-        question: str,
-        *,
-        history: Sequence[str] = (),
-        collection: str | None = None,
-        top_k: int | None = None,
-        where: str | None = None,
-    ) -> AnswerStream:
-        """Search now; the answer is generated as the returned stream is read. `history` holds
-        the conversation's earlier questions, oldest first."""
-        prepared = self.prepare(
-            question, history=history, collection=collection, top_k=top_k, where=where
-        )
-        return AnswerStream(prepared, self.models, self.settings)
+    def stream(self, question: str, **options: Unpack[AskOptions]) -> AnswerStream:
+        """Search now; the answer is generated as the returned stream is read (AskOptions)."""
+        return AnswerStream(self.prepare(question, **options), self.models, self.settings)
 
-    def ask(self, question: str, **options) -> Answer:
-        """A whole answer at once (see `stream` for the options)."""
+    def ask(self, question: str, **options: Unpack[AskOptions]) -> Answer:
+        """A whole answer at once."""
         with self.stream(question, **options) as answer_stream:
             answer_stream.text()
         assert answer_stream.answer is not None
@@ -288,7 +273,7 @@ class Engine:
             return []
         llm = self.models.llm
         budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
-        used = fit_sources(question, retrieval.sources, llm.count_tokens, budget)
+        used = answers.fit_sources(question, retrieval.sources, llm.count_tokens, budget)
         if not used:
             size = llm.count_tokens(question)
             room = f"RAG_N_CTX={llm.n_ctx} leaves {max(budget, 0)} for the question and passages"

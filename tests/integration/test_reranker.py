@@ -60,7 +60,7 @@ def test_engine_uses_a_local_cross_encoder_from_settings(
     engine = build_app(configured, embedder=fake_embedder, llm=FakeLLM()).engine
     sources = engine.retrieve("leave days", top_k=3).sources
     assert len(sources) == 3
-    assert isinstance(engine.reranker, CrossEncoderReranker)
+    assert isinstance(engine.models.reranker, CrossEncoderReranker)
 
 
 def test_missing_reranker_folder_is_a_clear_error(settings, tmp_path):
