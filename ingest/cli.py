@@ -1,10 +1,10 @@
-"""The `ingest` command: a thin layer over ingest.pipeline.
+"""The `ingest` command: a thin layer over the App's ingestor.
 
-ingest PATH... [--sync] [--ocr]      add or update files and folders
-ingest remove PATH...                forget files or folders
-ingest list [--json]                 what is stored, per file
-ingest collections [--json]          collections and their sizes
-ingest check [--repair] [--json]     compare manifest, store and keyword index; mend them
+ingest [add] PATH... [--sync] [--ocr]  add or update files and folders (`add` may be left out)
+ingest remove PATH...                 forget files or folders
+ingest list [--json]                  what is stored, per file
+ingest collections [--json]           collections and their sizes
+ingest check [--repair] [--json]      compare manifest, store and keyword index; mend them
 """
 
 from __future__ import annotations
@@ -20,25 +20,15 @@ from ingest.loaders import supported_suffixes
 from ingest.names import printable
 from ingest.pipeline import IngestReport, MissingPathError, discover
 from rag import store
-from rag.app import build_app
-from rag.cli_support import fail, quiet_libraries, unexpected
-from rag.locks import CollectionBusyError
-from rag.manifest import (
-    UnknownCollectionError,
-    list_collections,
-    manifest_path,
-    manifest_problem,
-)
-from rag.models import ModelError
-from rag.settings import Settings, SettingsError, load_settings
-from rag.store import StoreError
+from rag.app import App, build_app
+from rag.cli_support import EXIT_STATUS_HELP, HelpFormatter, collection_name, run_command
+from rag.errors import ExitStatus
+from rag.logs import configure_logging
+from rag.manifest import UnknownCollectionError, list_collections, manifest_path, manifest_problem
+from rag.settings import load_settings
 
-EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
-SUBCOMMANDS = ("remove", "list", "collections", "check")
-EXIT_HELP = (
-    "Exit status: 0 all good, 1 some files failed (the rest are stored) or `check` found "
-    "problems, 2 a usage, settings or store error, 75 the collection is busy (--no-wait)."
-)
+SUBCOMMANDS = ("add", "remove", "list", "collections", "check")
+HELP_FLAGS = ("-h", "--help")
 WAIT_HELP = (
     "fail at once (exit 75) when another command is changing the collection, instead of "
     "waiting for it to finish"
@@ -47,127 +37,167 @@ WAIT_HELP = (
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--collection", "-c", help="collection (default: RAG_COLLECTION or 'default')"
+        "--collection",
+        "-c",
+        type=collection_name,
+        help="collection (default: RAG_COLLECTION or 'default')",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ingest",
+        formatter_class=HelpFormatter,
+        usage="ingest [add] PATH... [options]  |  ingest {remove,list,collections,check} ...",
         description=(
-            "Add documents to the local store so `rag ask` and the UI can answer from them. "
-            "Folders are read recursively. Unchanged files are skipped without being read, changed "
-            "files have their old chunks replaced, and moved or renamed files are updated without "
-            "embedding them again."
+            "Add documents to the local store so `rag ask` and the page can answer from them. "
+            "`ingest PATH...` is short for `ingest add PATH...` (write `ingest add list` for a "
+            "file named like a command)."
         ),
         epilog=(
-            "Other commands: `ingest remove PATH...` forgets files or folders, "
-            "`ingest list [--json]` shows what is stored, `ingest collections` lists collections, "
-            "`ingest check [--repair]` verifies (and mends) the store. Another command changing "
-            "the same collection is waited for (or refused with --no-wait). "
-            f"Formats: {' '.join(supported_suffixes())}. {EXIT_HELP} "
-            "Settings come from RAG_* environment variables (see README)."
+            "Run `ingest COMMAND --help` for a command's options. Another command changing the "
+            "same collection is waited for (or refused with --no-wait). "
+            f"Formats: {' '.join(supported_suffixes())}. Settings come from RAG_* environment "
+            f"variables (see README).\n\n{EXIT_STATUS_HELP}"
         ),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to ingest")
-    add_common(parser)
-    parser.add_argument(
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, prog="ingest")
+
+    add = sub.add_parser(
+        "add",
+        formatter_class=HelpFormatter,
+        help="store new and changed files and folders (the default command)",
+        description=(
+            "Store files and folders (read recursively). Unchanged files are skipped without "
+            "being read, changed files have their old chunks replaced, and moved or renamed "
+            "files are updated without embedding them again."
+        ),
+        epilog=EXIT_STATUS_HELP,
+    )
+    add.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to ingest")
+    add_common(add)
+    add.add_argument(
         "--sync",
         action="store_true",
         help="also remove from the index every file under the given folders that no longer exists",
     )
-    parser.add_argument(
+    add.add_argument(
         "--ocr",
         action="store_true",
         help="read PDF pages that have no text layer with Tesseract OCR (needs tesseract-ocr)",
     )
-    parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
-    parser.add_argument(
+    add_wait(add)
+    add.add_argument(
         "--if-empty",
         action="store_true",
         help="do nothing when the collection already holds documents (used by `make run`)",
     )
+    add.set_defaults(handler=run_add)
+
+    remove = sub.add_parser(
+        "remove",
+        help="forget files or folders",
+        description="Forget files, or every file under folders, whether or not they still exist. "
+        "Their chunks are deleted unless another path holds the same content.",
+    )
+    remove.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to forget")
+    add_common(remove)
+    add_wait(remove)
+    remove.set_defaults(handler=run_remove)
+
+    listing = sub.add_parser(
+        "list",
+        help="show every file stored, skipped or failed",
+        description="Show every file the collection knows: status (stored, skipped, failed), "
+        "chunks, SHA-256 and the reason for failures.",
+    )
+    add_common(listing)
+    listing.set_defaults(handler=run_list)
+
+    collections = sub.add_parser(
+        "collections",
+        help="list collections with their document and chunk counts",
+        description="List collections with their documents (files stored, as `rag status` "
+        "counts them) and chunks.",
+    )
+    collections.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of text"
+    )
+    collections.set_defaults(handler=run_collections, collection=None)
+
+    check = sub.add_parser(
+        "check",
+        formatter_class=HelpFormatter,
+        help="compare manifest, store and keyword index; --repair mends them",
+        description="Compare the manifest, the store's chunk ids and the keyword index, and "
+        "report unfinished writes, orphan chunks, files whose chunks are missing, stale "
+        "manifest entries and a damaged manifest or keyword index. --repair mends them: "
+        "orphans are deleted, files with missing chunks are embedded again (or forgotten when "
+        "they are gone), the keyword index is rebuilt, and a damaged manifest is rebuilt from "
+        "the store. Exit status 0 clean, 1 problems remain.",
+    )
+    check.add_argument("--repair", action="store_true", help="mend what is found")
+    add_common(check)
+    add_wait(check)
+    check.set_defaults(handler=run_check)
     return parser
 
 
-def build_sub_parser(command: str) -> argparse.ArgumentParser:
-    if command == "remove":
-        parser = argparse.ArgumentParser(
-            prog="ingest remove",
-            description="Forget files, or every file under folders, whether or not they still exist. "
-            "Their chunks are deleted unless another path holds the same content.",
-        )
-        parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to forget")
-        parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
-    elif command == "list":
-        parser = argparse.ArgumentParser(
-            prog="ingest list",
-            description="Show every file the collection knows: status (stored, skipped, failed), "
-            "chunks, SHA-256 and the reason for failures.",
-        )
-    elif command == "check":
-        parser = argparse.ArgumentParser(
-            prog="ingest check",
-            description="Compare the manifest, the store's chunk ids and the keyword index, and "
-            "report unfinished writes, orphan chunks, files whose chunks are missing, stale "
-            "manifest entries and a damaged manifest or keyword index. --repair mends them: "
-            "orphans are deleted, files with missing chunks are embedded again (or forgotten when "
-            "they are gone), the keyword index is rebuilt, and a damaged manifest is rebuilt from "
-            "the store. Exit status 0 clean, 1 problems remain.",
-        )
-        parser.add_argument("--repair", action="store_true", help="mend what is found")
-        parser.add_argument("--no-wait", action="store_true", help=WAIT_HELP)
-    else:
-        parser = argparse.ArgumentParser(
-            prog="ingest collections", description="List collections with file and chunk counts."
-        )
-    add_common(parser)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, app: App | None = None) -> int:
+    """Run one `ingest` command on `app` (built from the RAG_* settings when None)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in SUBCOMMANDS else "add"
-    if command == "add":
-        args = build_parser().parse_args(argv)
-    else:
-        args = build_sub_parser(command).parse_args(argv[1:])
-    quiet_libraries()
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in HELP_FLAGS:
+        argv.insert(0, "add")  # `ingest PATH...` is `ingest add PATH...`
+    args = build_parser().parse_args(argv)
+    command = "ingest" if args.command == "add" else f"ingest {args.command}"
+    return run_command(command, lambda: run(args, app), "interrupted; files stored so far are kept")
+
+
+def run(args: argparse.Namespace, app: App | None) -> int:
+    if app is not None:
+        configure_logging(app.settings)
+        return on_manifest_errors(args, app)
+    settings = load_settings()
+    configure_logging(settings)
+    built = build_app(settings)
     try:
-        settings = load_settings(collection=args.collection)
-    except SettingsError as exc:
-        return fail(f"ingest: {exc}", code=2)
+        return on_manifest_errors(args, built)
+    finally:
+        built.close()
+
+
+def on_manifest_errors(args: argparse.Namespace, app: App) -> int:
+    """Run the command; a SQLite failure becomes the one line that names the manifest."""
     try:
-        return COMMANDS[command](args, settings)
-    except MissingPathError as exc:
-        return fail(f"ingest: {exc}; check the path", code=2)
-    except CollectionBusyError as exc:
-        return fail(f"ingest: {exc}", code=EXIT_BUSY)
-    except (SettingsError, StoreError, ModelError, ValueError) as exc:
-        return fail(f"ingest: {exc}", code=2)
+        return args.handler(args, app)
     except sqlite3.Error as exc:
-        path = manifest_path(settings.home, settings.collection)
-        return fail(f"ingest: {manifest_problem(path, exc)}", code=2)
-    except KeyboardInterrupt:
-        return fail("ingest: interrupted; files stored so far are kept", code=130)
-    except Exception as exc:
-        return unexpected("ingest", exc)
+        path = manifest_path(app.settings.home, args.collection or app.settings.collection)
+        raise manifest_problem(path, exc) from exc
 
 
-def run_add(args: argparse.Namespace, settings: Settings) -> int:
-    if args.if_empty and store.count_chunks(build_app(settings).store.collection()) > 0:
+def run_add(args: argparse.Namespace, app: App) -> int:
+    name = args.collection or app.settings.collection
+    if args.if_empty and store.count_chunks(app.store.collection(name)) > 0:
         if args.json:
-            print(json.dumps(IngestReport(collection=settings.collection).to_json()))
+            print(json.dumps(IngestReport(collection=name).to_json()))
         else:
-            print(f"collection '{settings.collection}' already holds documents; nothing to do")
-        return 0
-    files = discover(args.paths)
-    ingestor = build_app(settings).ingestor(ocr=args.ocr)
+            print(f"collection '{name}' already holds documents; nothing to do")
+        return ExitStatus.OK
+    try:
+        files = discover(args.paths)
+    except MissingPathError as exc:
+        raise MissingPathError(f"{exc}; check the path") from exc
+    ingestor = app.ingestor(ocr=args.ocr)
     progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
     try:
         report = ingestor.ingest(
             args.paths,
+            name,
             progress=progress,
             files=files,
             sync=args.sync,
@@ -180,66 +210,64 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         print_report(report)
-    return report.exit_code
+    return ExitStatus.PARTIAL if report.failed else ExitStatus.OK
 
 
-def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    removed, paths = build_app(settings).ingestor().remove(args.paths, wait=not args.no_wait, on_wait=notice)
+def run_remove(args: argparse.Namespace, app: App) -> int:
+    name = args.collection or app.settings.collection
+    removed, paths = app.ingestor().remove(args.paths, name, wait=not args.no_wait, on_wait=notice)
     if args.json:
-        print(json.dumps({"removed": removed, "files": paths, "collection": settings.collection}))
+        print(json.dumps({"removed": removed, "files": paths, "collection": name}))
     else:
-        print(f"collection '{settings.collection}': removed {removed} file(s)")
+        print(f"collection '{name}': removed {removed} file(s)")
         for path in paths:
             print(f"  removed {path}")
     if not removed and not args.json:
         print("  (nothing stored matched; `ingest list` shows what is stored)", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
-def run_list(args: argparse.Namespace, settings: Settings) -> int:
+def run_list(args: argparse.Namespace, app: App) -> int:
+    name = args.collection or app.settings.collection
     try:
-        records = build_app(settings).ingestor().records()
+        records = app.ingestor().records(name)
     except UnknownCollectionError:
         if args.collection:  # a name given by hand that matches nothing: say so
             raise
         records = []  # nothing ingested yet into the default collection
     if args.json:
         print(json.dumps([r.public() for r in records], ensure_ascii=False))
-        return 0
+        return ExitStatus.OK
     if not records:
-        print(f"collection '{settings.collection}' holds no files; add some with `ingest PATH`")
+        print(f"collection '{name}' holds no files; add some with `ingest PATH`")
     for record in records:
         detail = f"{record.chunks:>6} chunks" if record.status == "stored" else record.error or ""
         print(f"{record.status:8} {printable(detail):>13}  {printable(record.path)}")
-    return 0
+    return ExitStatus.OK
 
 
-def run_collections(args: argparse.Namespace, settings: Settings) -> int:
-    names = sorted(set(list_collections(settings.home)) | set(build_app(settings).store.names()))
-    rows = []
-    for name in names:
-        try:
-            records = build_app(settings).ingestor().records(name)
-        except UnknownCollectionError:  # in the store but never written by `ingest`
-            records = []
-        stored = [r for r in records if r.status == "stored"]
-        chunks = store.count_chunks(build_app(settings).store.collection(name, create=False))
-        rows.append({"collection": name, "files": len(stored), "chunks": chunks})
+def run_collections(args: argparse.Namespace, app: App) -> int:
+    """Every collection in the manifests or the store, counted as `rag status` counts them."""
+    names = sorted(set(list_collections(app.settings.home)) | set(app.store.names()))
+    rows = [app.engine.stats(name) for name in names]
     if args.json:
         print(json.dumps(rows))
-        return 0
+        return ExitStatus.OK
     if not rows:
         print("no collections yet; add documents with `ingest PATH`")
     for row in rows:
         print(f"{row['collection']}: {row['files']} files, {row['chunks']} chunks")
-    return 0
+    return ExitStatus.OK
 
 
-def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    report = build_app(settings).ingestor().check(repair=args.repair, wait=not args.no_wait, on_wait=notice)
+def run_check(args: argparse.Namespace, app: App) -> int:
+    report = app.ingestor().check(
+        args.collection, repair=args.repair, wait=not args.no_wait, on_wait=notice
+    )
+    status = ExitStatus.OK if report.clean else ExitStatus.PARTIAL
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
-        return 0 if report.clean else 1
+        return status
     print(
         f"collection '{report.collection}': {report.files} file(s), {report.chunks} chunks in the "
         f"manifest, {report.store_chunks} in the store"
@@ -257,21 +285,12 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         print("  clean: manifest, store and keyword index agree")
     else:
         print("  problems found; `ingest check --repair` mends them", file=sys.stderr)
-    return 0 if report.clean else 1
+    return status
 
 
 def notice(message: str) -> None:
     """Tell the person at the terminal why the command is waiting."""
     print(f"ingest: {message}", file=sys.stderr, flush=True)
-
-
-COMMANDS = {
-    "add": run_add,
-    "remove": run_remove,
-    "list": run_list,
-    "collections": run_collections,
-    "check": run_check,
-}
 
 
 def progress_bar(total: int, enabled: bool):

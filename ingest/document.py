@@ -128,12 +128,12 @@ def decoded_pieces(path: Path) -> Iterator[str]:
                 if wide:
                     raise LoadError(
                         f"broken UTF-16 text ({exc.reason}); re-save the file as UTF-8"
-                    ) from None
+                    ) from exc
                 offset = position - buffered + exc.start
                 raise LoadError(
                     f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {offset}); "
                     "convert it, e.g. `iconv -f latin1 -t utf-8`"
-                ) from None
+                ) from exc
             if text:
                 yield text
             if not block:
@@ -191,7 +191,7 @@ def check_zip(path: Path, max_unzipped_mb: float) -> None:
         raise LoadError(
             f"damaged {path.suffix.lstrip('.').upper()} file, not a valid zip package ({exc}); "
             "re-save it from the application that made it"
-        ) from None
+        ) from exc
     if total > max_unzipped_mb * 1024 * 1024:
         raise LoadError(
             f"decompresses to {total / 1048576:,.0f} MB, over the {max_unzipped_mb:g} MB limit "

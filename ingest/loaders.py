@@ -72,7 +72,7 @@ def load_csv(path: Path, budget: Budget) -> LoadedFile:
     except csv.Error as exc:
         raise LoadError(
             f"malformed CSV at line {lines.number} ({exc}); check its quotes and delimiters"
-        ) from None
+        ) from exc
     if not kept:
         raise SkipFile("no rows in the table")
     return LoadedFile([Section(text="".join(kept).rstrip("\n"))], title=path.stem, parser="csv")
@@ -214,7 +214,7 @@ def load_file(
     try:
         loaded = read_with(path, budget, ocr, ocr_languages)
     except FileProblem as problem:
-        raise type(problem)(one_line(problem.reason)) from None
+        raise type(problem)(one_line(problem.reason)) from problem
     loaded.warnings = [one_line(w) for w in [*loaded.warnings, *budget.warnings()]]
     return loaded
 
@@ -229,7 +229,7 @@ def read_with(path: Path, budget: Budget, ocr: bool, ocr_languages: str) -> Load
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise LoadError(f"cannot read file ({exc.strerror})") from None
+        raise LoadError(f"cannot read file ({exc.strerror})") from exc
     if size == 0:
         raise SkipFile("empty file (0 bytes)")
     if suffix == ".pdf":
@@ -238,19 +238,19 @@ def read_with(path: Path, budget: Budget, ocr: bool, ocr_languages: str) -> Load
         loaded = loader(path, budget)
     except (LoadError, SkipFile):
         raise
-    except PermissionError:
-        raise LoadError("permission denied; make the file readable (chmod +r)") from None
+    except PermissionError as exc:
+        raise LoadError("permission denied; make the file readable (chmod +r)") from exc
     except OSError as exc:
-        raise LoadError(f"cannot read file ({exc.strerror or exc})") from None
-    except MemoryError:
+        raise LoadError(f"cannot read file ({exc.strerror or exc})") from exc
+    except MemoryError as exc:
         raise LoadError(
             f"{loaded_kind(path)} parser ran out of memory; split the file or raise "
             "RAG_PARSE_MEMORY_MB"
-        ) from None
+        ) from exc
     except Exception as exc:  # a parser bug on odd input must not end the batch
         raise LoadError(
             f"{loaded_kind(path)} parser failed ({type(exc).__name__}: {exc})"
-        ) from None
+        ) from exc
     if not any(section.text.strip() for section in loaded.sections):
         raise SkipFile("no text in the file (only whitespace)")
     return loaded

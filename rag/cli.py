@@ -1,4 +1,4 @@
-"""The `rag` command: a thin layer over Engine (ask, status, ui)."""
+"""The `rag` command: a thin layer over the App's engine (ask, chat, eval, model, status, ui)."""
 
 from __future__ import annotations
 
@@ -8,42 +8,56 @@ import sys
 from pathlib import Path
 
 from rag.answer import Answer
-from rag.app import build_app
-from rag.cli_support import fail, quiet_libraries, unexpected
-from rag.engine import EmptyCollectionError
-from rag.models import ModelError
-from rag.settings import Settings, SettingsError, load_settings
-from rag.store import StoreError
-
-# Errors a user can fix; they become one line and exit status 1.
-USER_ERRORS = (SettingsError, StoreError, ModelError, EmptyCollectionError, ValueError)
+from rag.app import App, build_app
+from rag.cli_support import EXIT_STATUS_HELP, HelpFormatter, collection_name, run_command
+from rag.errors import ExitStatus, UserError
+from rag.logs import configure_logging
+from rag.settings import load_settings
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
     """--collection, --top-k and --where, shared by the commands that search."""
-    parser.add_argument("--collection", "-c", help="collection to search (default: 'default')")
-    parser.add_argument(
-        "--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K=5)"
-    )
+    add_collection_option(parser)
+    add_top_k_option(parser)
     parser.add_argument(
         "--where",
         help="only files whose path matches a glob, e.g. 'path:*.pdf' or 'path:*/contracts/*'",
     )
 
 
+def add_collection_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collection",
+        "-c",
+        type=collection_name,
+        help="collection to search (default: RAG_COLLECTION or 'default')",
+    )
+
+
+def add_top_k_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--top-k", "-k", type=int, help="passages to retrieve (default: RAG_TOP_K, 5)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
+        formatter_class=HelpFormatter,
         description=(
             "Ask questions about your own documents, answered by a local model with citations. "
             "Nothing leaves this machine. Add documents with the `ingest` command first."
         ),
-        epilog="Run `rag COMMAND --help` for a command's options. Settings: RAG_* variables (README).",
+        epilog=(
+            "Run `rag COMMAND --help` for a command's options. Settings: RAG_* variables "
+            f"(README).\n\n{EXIT_STATUS_HELP}"
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     ask = sub.add_parser(
         "ask",
+        formatter_class=HelpFormatter,
         help="answer one question, citing sources as [1], [2]",
         description=(
             "Retrieve the passages closest to QUESTION, answer from them with the local model "
@@ -51,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ask.add_argument("question", metavar="QUESTION", help="the question, in quotes")
+    ask.epilog = EXIT_STATUS_HELP
     add_search_options(ask)
     ask.add_argument(
         "--json",
@@ -61,13 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser(
         "chat",
+        formatter_class=HelpFormatter,
         help="a conversation in the terminal; follow-up questions keep their context",
         description=(
             "Ask questions one after another; a follow-up such as 'and its default value?' is "
-            "searched together with the previous question. Empty line or Ctrl+D ends."
+            "searched together with the previous question. On a terminal an empty line or Ctrl+D "
+            "ends. With --json, questions are read one per line from stdin (empty lines are "
+            "skipped) and each answer is printed as one JSON object per line, shaped like "
+            "`rag ask --json`; a question that cannot be answered (e.g. an empty collection or a "
+            'question too long) prints {"question": ..., "error": ...} instead, the conversation '
+            "goes on without it, and the exit status is then 2."
         ),
+        epilog=EXIT_STATUS_HELP,
     )
     add_search_options(chat)
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="read questions from stdin, print one JSON object per answer (for scripts)",
+    )
     chat.set_defaults(handler=run_chat)
 
     evaluate = sub.add_parser(
@@ -80,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     evaluate.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
-    evaluate.add_argument("--collection", "-c", help="collection to search (default: 'default')")
-    evaluate.add_argument("--k", type=int, default=5, help="passages given to the model (5)")
+    add_collection_option(evaluate)
+    add_top_k_option(evaluate)
+    evaluate.add_argument("--k", dest="top_k", type=int, help=argparse.SUPPRESS)  # older spelling
     evaluate.add_argument(
         "--no-generate",
         action="store_true",
@@ -129,39 +157,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--host", help="address to bind (default: RAG_UI_HOST=127.0.0.1)")
     ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT=8501)")
-    ui.add_argument("--collection", "-c", help="collection selected when the page opens")
+    ui.add_argument(
+        "--collection", "-c", type=collection_name, help="collection selected when the page opens"
+    )
     ui.set_defaults(handler=run_ui)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, app: App | None = None) -> int:
+    """Run one `rag` command on `app` (built from the RAG_* settings when None)."""
     args = build_parser().parse_args(argv)
-    quiet_libraries()
+    return run_command(f"rag {args.command}", lambda: run(args, app))
+
+
+def run(args: argparse.Namespace, app: App | None) -> int:
+    if app is not None:
+        configure_logging(app.settings)
+        return args.handler(args, app)
+    settings = load_settings()
+    configure_logging(settings)
+    built = build_app(settings)
     try:
-        settings = load_settings(
-            collection=getattr(args, "collection", None), top_k=getattr(args, "top_k", None)
-        )
-        return args.handler(args, settings)
-    except USER_ERRORS as exc:
-        return fail(f"rag {args.command}: {exc}")
-    except KeyboardInterrupt:
-        return fail("interrupted", code=130)
-    except Exception as exc:
-        return unexpected(f"rag {args.command}", exc)
+        return args.handler(args, built)
+    finally:
+        built.close()
 
 
-def run_ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_app(settings).engine
-    stream = engine.stream(args.question, where=args.where)
-    if args.json:
-        for _ in stream:
-            pass
-        assert stream.answer is not None
-        print(json.dumps(stream.answer.to_json(), ensure_ascii=False))
-        return 0
-    for piece in stream:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+def search_options(args: argparse.Namespace) -> dict:
+    """The per-command options every search takes."""
+    return {"collection": args.collection, "top_k": args.top_k, "where": args.where}
+
+
+def run_ask(args: argparse.Namespace, app: App) -> int:
+    stream = app.engine.stream(args.question, **search_options(args))
+    with stream:
+        if args.json:
+            stream.text()
+            assert stream.answer is not None
+            print(json.dumps(stream.answer.to_json(), ensure_ascii=False))
+            return 0
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
     assert stream.answer is not None
     print()
     print_sources(stream.answer)
@@ -181,8 +218,9 @@ def print_sources(answer: Answer) -> None:
     )
 
 
-def run_chat(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_app(settings).engine
+def run_chat(args: argparse.Namespace, app: App) -> int:
+    if args.json:
+        return chat_json(args, app)
     history: list[str] = []
     interactive = sys.stdin.isatty()
     while True:
@@ -194,11 +232,12 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
             if interactive:
                 break
             continue
-        stream = engine.stream(question, history=history, where=args.where)
+        stream = app.engine.stream(question, history=history, **search_options(args))
         print("rag> ", end="", flush=True)
-        for piece in stream:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        with stream:
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
         print()
         assert stream.answer is not None
         print_sources(stream.answer)
@@ -207,18 +246,42 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+def chat_json(args: argparse.Namespace, app: App) -> int:
+    """One question per stdin line, one JSON object per answer on stdout, in order."""
+    history: list[str] = []
+    status = ExitStatus.OK
+    while line := sys.stdin.readline():
+        question = line.strip()
+        if not question:
+            continue
+        try:
+            with app.engine.stream(question, history=history, **search_options(args)) as stream:
+                stream.text()
+        except UserError as exc:
+            status = ExitStatus.USER_ERROR
+            print(json.dumps({"question": question, "error": str(exc)}, ensure_ascii=False))
+            sys.stdout.flush()
+            continue
+        assert stream.answer is not None
+        print(json.dumps(stream.answer.to_json(), ensure_ascii=False), flush=True)
+        history.append(question)
+    return status
+
+
+def run_eval(args: argparse.Namespace, app: App) -> int:
     from rag import evaluate
 
     questions = evaluate.load_questions(args.questions)
-    engine = build_app(settings).engine
+    top_k = args.top_k if args.top_k is not None else app.settings.top_k
     show = not args.json and sys.stderr.isatty()
     progress = (
         (lambda n: print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr))
         if show
         else None
     )
-    outcomes = evaluate.run(engine, questions, None, args.k, not args.no_generate, progress)
+    outcomes = evaluate.run(
+        app.engine, questions, args.collection, top_k, not args.no_generate, progress
+    )
     if show:
         print(file=sys.stderr)
     result = evaluate.report(outcomes)
@@ -226,7 +289,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_model(args: argparse.Namespace, settings: Settings) -> int:
+def run_model(args: argparse.Namespace, app: App) -> int:
+    settings = app.settings
     if args.action == "pull":
         from rag import model_pull
 
@@ -241,7 +305,7 @@ def run_model(args: argparse.Namespace, settings: Settings) -> int:
             print(f"downloaded and verified {pulled.path} ({pulled.size / 1e9:.2f} GB)")
             print(f"use it with:\n  {pulled.setting()}")
         return 0
-    info = build_app(settings).models.llm.describe()
+    info = app.models.llm.describe()
     if args.json:
         print(json.dumps(info))
     else:
@@ -250,8 +314,8 @@ def run_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    engine = build_app(settings).engine
+def run_status(args: argparse.Namespace, app: App) -> int:
+    settings, engine = app.settings, app.engine
     collections = [engine.stats(name) for name in engine.collections()]
     data = {
         "home": str(settings.home),
@@ -278,7 +342,10 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_ui(args: argparse.Namespace, settings: Settings) -> int:
+def run_ui(args: argparse.Namespace, app: App) -> int:
     from rag.ui_launch import launch_ui
 
+    settings = app.settings
+    if args.collection:
+        settings = settings.model_copy(update={"collection": args.collection})
     return launch_ui(settings, host=args.host, port=args.port)

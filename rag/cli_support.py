@@ -1,17 +1,53 @@
-"""Helpers shared by the command-line tools: one-line errors and quiet libraries."""
+"""What the `rag` and `ingest` commands share: one error policy, exit statuses, quiet libraries.
+
+Every command body runs inside `run_command`: a `UserError` becomes one line and exit status 2
+(or the status the error names), Ctrl+C exits 130, anything else is a bug (one line, exit 70).
+At RAG_LOG_LEVEL=DEBUG every error also prints its traceback with its causes.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
-import os
 import sys
+import textwrap
+import traceback
 import warnings
+from collections.abc import Callable
+
+from rag.errors import ExitStatus, UserError
+from rag.logs import configure_logging, debugging
+from rag.settings import validate_collection_name
+
+EXIT_STATUSES = {
+    ExitStatus.OK: "done",
+    ExitStatus.PARTIAL: "some files failed (the others are stored), or `ingest check` found "
+    "problems",
+    ExitStatus.USER_ERROR: "a mistake you can fix, named in one line: usage, a setting, a "
+    "missing path or collection, an empty collection, the store, the model, a questions file",
+    ExitStatus.BUG: "an unexpected error (a bug); RAG_LOG_LEVEL=DEBUG shows its traceback",
+    ExitStatus.BUSY: "another command is changing the collection and --no-wait was given",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl+C)",
+}
+EXIT_STATUS_HELP = "Exit status, the same for `rag` and `ingest`:\n\n" + "\n".join(
+    textwrap.fill(meaning, 72, initial_indent=f"  {int(status):<4} ", subsequent_indent=" " * 7)
+    for status, meaning in EXIT_STATUSES.items()
+)
+DEBUG_HINT = "set RAG_LOG_LEVEL=DEBUG to see the traceback"
 
 
-def fail(message: str, code: int = 1) -> int:
-    """Print one error line to stderr and return the exit code."""
-    print(f"error: {message}", file=sys.stderr)
-    return code
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog; keeps indented blocks (tables) as
+    written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            if block.startswith(" "):
+                blocks.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                blocks.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(blocks)
 
 
 def quiet_libraries() -> None:
@@ -21,11 +57,39 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def unexpected(command: str, exc: BaseException) -> int:
-    """A bug, not a user mistake: still one line, with how to see the details."""
-    if os.environ.get("RAG_LOG_LEVEL", "").upper() == "DEBUG":
-        raise exc
-    return fail(
-        f"{command}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-        "(set RAG_LOG_LEVEL=DEBUG to see the traceback)"
-    )
+def collection_name(value: str) -> str:
+    """argparse type for --collection: a name Chroma accepts, or a usage error (exit 2)."""
+    try:
+        return validate_collection_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def fail(command: str, message: str, code: int, exc: BaseException | None = None) -> int:
+    """Print `error: COMMAND: MESSAGE` on stderr (after the traceback at DEBUG); return `code`."""
+    if exc is not None and debugging():
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {command}: {message}", file=sys.stderr, flush=True)
+    return int(code)
+
+
+def run_command(command: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """Run one command's body under the error policy; return its exit status."""
+    quiet_libraries()
+    configure_logging()  # from RAG_LOG_LEVEL until the body has its settings
+    try:
+        return int(body())
+    except UserError as exc:
+        return fail(command, one_line(str(exc)) or type(exc).__name__, exc.exit_status, exc)
+    except KeyboardInterrupt as exc:
+        return fail(command, interrupted, ExitStatus.INTERRUPTED, exc)
+    except Exception as exc:
+        detail = one_line(str(exc)).strip()
+        message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
+        if not debugging():
+            message += f" ({DEBUG_HINT})"
+        return fail(command, message, ExitStatus.BUG, exc)

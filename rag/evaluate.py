@@ -117,7 +117,7 @@ def load_questions(path: Path) -> list[Question]:
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise QuestionFileError(f"{path}:{number}: not a valid question ({exc})") from None
+            raise QuestionFileError(f"{path}:{number}: not a valid question ({exc})") from exc
     if not questions:
         raise QuestionFileError(f"{path} holds no questions")
     return questions
@@ -248,7 +248,7 @@ def run(
         )
         if generate:
             started = time.perf_counter()
-            answer = engine.ask(question.question, collection, top_k=k)
+            answer = engine.ask(question.question, collection=collection, top_k=k)
             outcome.generate_s = answer.timings.get("generate_s", time.perf_counter() - started)
             outcome.answer = answer.text
             outcome.refused = answer.refused

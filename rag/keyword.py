@@ -159,8 +159,8 @@ class KeywordIndexes:
         folder = self.folder(name)
         try:
             generation = (folder / "CURRENT").read_text().strip()
-        except FileNotFoundError:
-            raise KeywordIndexError(f"no keyword index at {folder}") from None
+        except FileNotFoundError as exc:
+            raise KeywordIndexError(f"no keyword index at {folder}") from exc
         with self._lock:
             known = self._read.get(name)
         if known and known[0] == generation:

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from rag.errors import UserError
+from rag.errors import ExitStatus, UserError
 from rag.settings import Settings
 
 
 class CollectionBusyError(UserError):
     """Another command is changing the collection and the caller chose not to wait."""
+
+    exit_status = ExitStatus.BUSY
 
 
 def lock_dir(settings: Settings) -> Path:
@@ -53,13 +55,13 @@ def writer_lock(
     lock = FileLock(str(path), thread_local=False)
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout as exc:
         holder = owner_of(path) or "another command"
         if not wait:
             raise CollectionBusyError(
                 f"collection '{collection}' is being changed by {holder}; "
                 "wait for it to finish or run again without --no-wait"
-            ) from None
+            ) from exc
         if on_wait is not None:
             on_wait(f"waiting for {holder} to finish changing collection '{collection}'…")
         lock.acquire()

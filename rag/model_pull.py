@@ -63,7 +63,7 @@ def pull(settings: Settings, repo: str = DEFAULT_REPO, filename: str = DEFAULT_F
                 f"cannot download {repo}/{filename} ({type(exc).__name__}); this machine seems "
                 "offline: download the file on a machine that is online, copy it here, and set "
                 "RAG_LLM_MODEL to its path"
-            ) from None
+            ) from exc
     size = local.stat().st_size
     if expected.size is not None and size != expected.size:
         raise ModelError(

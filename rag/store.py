@@ -231,7 +231,7 @@ def _connect(settings: Settings):
                 f"cannot reach the Chroma server at {url} ({type(exc).__name__}); start it "
                 f"(`chroma run --host {settings.chroma_host} --port {settings.chroma_port}`) "
                 "or unset RAG_CHROMA_HOST to use the embedded store"
-            ) from None
+            ) from exc
         return client
     try:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
@@ -242,7 +242,7 @@ def _connect(settings: Settings):
         raise StoreError(
             f"cannot open the store at {settings.chroma_path} ({exc.strerror or exc}); "
             "check RAG_HOME points at a writable folder"
-        ) from None
+        ) from exc
     except Exception as exc:
         raise store_failure(str(settings.chroma_path), True, exc) from exc
 

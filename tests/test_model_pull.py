@@ -69,7 +69,7 @@ def test_pull_downloads_verifies_and_prints_the_setting(settings, gguf, monkeypa
 
 def test_pull_offline_is_one_clear_line(settings, gguf, monkeypatch, capsys):
     FakeHub(gguf, fail=True).install(monkeypatch)
-    assert rag.cli.main(["model", "pull"]) == 1
+    assert rag.cli.main(["model", "pull"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "offline" in err and "RAG_LLM_MODEL" in err
     assert os.environ["HF_HUB_OFFLINE"] == "1"

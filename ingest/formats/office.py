@@ -21,9 +21,9 @@ def load_docx(path: Path, budget: Budget) -> LoadedFile:
     except (KeyError, ValueError) as exc:
         raise LoadError(
             f"not a valid DOCX file ({exc}); re-save it from your word processor"
-        ) from None
+        ) from exc
     except Exception as exc:  # python-docx raises assorted errors on damaged packages
-        raise LoadError(f"cannot read DOCX ({type(exc).__name__}: {exc})") from None
+        raise LoadError(f"cannot read DOCX ({type(exc).__name__}: {exc})") from exc
     lines: list[str] = []
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
@@ -70,7 +70,7 @@ def load_pptx(path: Path, budget: Budget) -> LoadedFile:
     try:
         deck = Presentation(str(path))
     except Exception as exc:
-        raise LoadError(f"cannot read PPTX ({type(exc).__name__}: {exc})") from None
+        raise LoadError(f"cannot read PPTX ({type(exc).__name__}: {exc})") from exc
     sections = []
     for number, slide in enumerate(deck.slides, start=1):
         title_shape = slide.shapes.title
@@ -108,7 +108,7 @@ def load_xlsx(path: Path, budget: Budget) -> LoadedFile:
     try:
         book = openpyxl.load_workbook(str(path), read_only=True, data_only=True)
     except Exception as exc:
-        raise LoadError(f"cannot read XLSX ({type(exc).__name__}: {exc})") from None
+        raise LoadError(f"cannot read XLSX ({type(exc).__name__}: {exc})") from exc
     sections = []
     try:
         for sheet in book.worksheets:

@@ -24,10 +24,10 @@ def load_pdf(
             raise LoadError(
                 "encrypted PDF (password required); save an unencrypted copy "
                 "(e.g. `qpdf --decrypt in.pdf out.pdf`) and ingest that"
-            ) from None
+            ) from exc
         raise LoadError(
             f"corrupt or unreadable PDF ({exc}); re-export or repair the file"
-        ) from None
+        ) from exc
     warnings: list[str] = []
     try:
         title = (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem

@@ -144,7 +144,7 @@ def load_epub(path: Path, budget: Budget) -> LoadedFile:
                 if budget.full:
                     break
     except (KeyError, IndexError, etree.XMLSyntaxError, zipfile.BadZipFile) as exc:
-        raise LoadError(f"damaged EPUB ({type(exc).__name__}: {exc})") from None
+        raise LoadError(f"damaged EPUB ({type(exc).__name__}: {exc})") from exc
     if not sections:
         raise SkipFile("no text in any chapter")
     title = titles[0].strip() if titles else path.stem

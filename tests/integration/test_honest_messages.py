@@ -36,7 +36,7 @@ def test_filter_and_collection_names_that_match_nothing(tmp_path, library):
     env = dict(os.environ, RAG_HOME=str(tmp_path / "home"))
     assert run_cli("ingest", str(library), env=env).returncode == 0
     asked = run_cli("rag", "ask", "torque for bolt B1?", "--where", "path:*.pdf", env=env)
-    assert asked.returncode == 1
+    assert asked.returncode == 2
     line = single_line(asked)
     assert "no stored file" in line and "*.pdf" in line
     assert "do not contain the answer" not in asked.stdout

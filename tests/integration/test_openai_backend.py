@@ -66,7 +66,7 @@ def test_unreachable_server_is_one_line_naming_the_url(sample_home):
         os.environ, RAG_HOME=str(sample_home), RAG_LLM_BACKEND="openai", RAG_LLM_BASE_URL=url
     )
     result = run_cli("rag", "ask", "How many days of paid annual leave do employees get?", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert (
         result.stderr.count("\n") == 1 and url in result.stderr and "Traceback" not in result.stderr
     )
