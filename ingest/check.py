@@ -19,10 +19,13 @@ import os
 import sqlite3
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.plan import Run
+from ingest.report import IngestReport
+from ingest.sync import delete_chunks, manifest_change, recover, remove_records
 from rag import store
 from rag.keyword import KeywordIndexError
 from rag.locks import writer_lock
@@ -61,16 +64,7 @@ class CheckReport:
         self.problems.append({"kind": kind, "detail": detail, **extra})
 
     def to_json(self) -> dict:
-        return {
-            "collection": self.collection,
-            "clean": self.clean,
-            "files": self.files,
-            "chunks": self.chunks,
-            "store_chunks": self.store_chunks,
-            "problems": self.problems,
-            "gone": self.gone,
-            "repaired": self.repaired,
-        }
+        return {"collection": self.collection, "clean": self.clean, **asdict(self)}
 
 
 def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> CheckReport:
@@ -141,27 +135,22 @@ def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> Ch
 
 def repair(ingestor: Ingestor, name: str, collection, manifest: Manifest, found: CheckReport):
     """Mend what `inspect` found; the caller holds the collection's writer lock."""
-    from ingest.pipeline import IngestReport, recover, remove_records
-
     kinds = {p["kind"] for p in found.problems}
     if "journal" in kinds:
         deleted = recover(manifest, collection)
         found.repaired.append(f"finished unfinished writes ({deleted} chunk(s) deleted)")
     stale_keys = [p["content"] for p in found.problems if p["kind"] == "stale" and "content" in p]
     if stale_keys:
-        doomed: list[str] = []
-        with manifest.transaction() as db:
+        with manifest_change(manifest, collection) as change:
             for key in stale_keys:
                 found_content = manifest.content(key)
                 if found_content is not None:
-                    doomed += found_content[0]
-                manifest.drop_content(db, key)
-        store.delete_ids(collection, doomed)
+                    change.delete(found_content[0])
+                manifest.drop_content(change.db, key)
         found.repaired.append(f"dropped {len(stale_keys)} unused content record(s)")
-    live = manifest.all_chunk_ids()
-    orphans = sorted(store.all_ids(collection) - live)
+    orphans = sorted(store.all_ids(collection) - manifest.all_chunk_ids())
     if orphans:
-        store.delete_ids(collection, orphans)
+        delete_chunks(manifest, collection, orphans)
         found.repaired.append(f"deleted {len(orphans)} orphan chunk(s)")
     again = [p["file"] for p in found.problems if p["kind"] in ("missing", "stale") and "file" in p]
     vanished = [p for p in again if not os.path.isfile(p)]
@@ -172,7 +161,7 @@ def repair(ingestor: Ingestor, name: str, collection, manifest: Manifest, found:
     if present:
         damaged = {r.content_key for p in present if (r := manifest.get(str(p))) is not None}
         result = IngestReport(collection=name)
-        ingestor.store_files(present, manifest, collection, result, None, damaged)
+        ingestor.store_files(present, Run(manifest, collection, result, damaged=damaged))
         found.repaired.append(
             f"embedded {result.files} file(s) again ({result.chunks} chunks)"
             + (f"; {len(result.failed)} failed" if result.failed else "")

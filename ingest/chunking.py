@@ -11,6 +11,8 @@ from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from ingest.document import LoadedFile
+from rag.models import load_chunk_tokenizer
+from rag.settings import Settings
 
 # Stored with each chunk but kept out of the embedded and prompted text.
 HEADING_SEP = "\x1f"
@@ -42,6 +44,14 @@ class Chunker:
             tokenizer=tokenizer,
             include_prev_next_rel=False,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tokenizer=None) -> Chunker:
+        """The chunker the settings describe, counting in `tokenizer` (default: the embedding
+        model's own, so chunks fit what the model reads)."""
+        if tokenizer is None:
+            tokenizer = load_chunk_tokenizer(settings)
+        return cls(settings.chunk_size, settings.chunk_overlap, tokenizer, settings.embed_headings)
 
     def chunk(
         self, path: Path, loaded: LoadedFile, sha256: str, key: str | None = None

@@ -68,15 +68,9 @@ def serve(fd: int) -> None:
         sys.path[:] = conn.recv()  # the caller's import path, for `parse` functions it names
         settings_json, ocr, parse = conn.recv()
         from ingest.chunking import Chunker
-        from rag.models import load_chunk_tokenizer
 
         settings = Settings.model_validate_json(settings_json)
-        chunker = Chunker(
-            settings.chunk_size,
-            settings.chunk_overlap,
-            load_chunk_tokenizer(settings),
-            settings.embed_headings,
-        )
+        chunker = Chunker.from_settings(settings)
         options = load_options(settings, ocr)
     except (EOFError, OSError, KeyboardInterrupt):
         return

@@ -7,26 +7,16 @@ import os
 import pytest
 
 import ingest.cli
-import ingest.pipeline
 from ingest.names import printable
 from rag import store
 from rag.app import build_app
 from rag.manifest import Manifest
 from rag.store import Store
-from tests.conftest import NO_REFUSAL
 
 
 @pytest.fixture
 def ingestor(settings, fake_embedder):
     return build_app(settings, embedder=fake_embedder).ingestor()
-
-
-@pytest.fixture
-def fake_models(monkeypatch, fake_embedder):
-    """The CLI builds its own Ingestor; the fake embedder goes in where it loads its model."""
-    for key in NO_REFUSAL:
-        monkeypatch.setenv(f"RAG_{key.upper()}", "-1")
-    monkeypatch.setattr(ingest.pipeline, "load_embedder", lambda settings: fake_embedder)
 
 
 def stored(settings) -> dict[str, str]:
@@ -73,15 +63,15 @@ def test_folder_whose_name_is_not_utf8_is_reported_once(ingestor, settings, tmp_
     assert report.files == 1
 
 
-def test_cli_reports_a_bad_name_in_text_and_json(fake_models, capsys, tmp_path):
+def test_cli_reports_a_bad_name_in_text_and_json(app, capsys, tmp_path):
     write_latin1_name(tmp_path)
     (tmp_path / "ok.txt").write_text("A note about tea.")
-    assert ingest.cli.main([str(tmp_path), "--json"]) == 0
+    assert ingest.cli.main([str(tmp_path), "--json"], app) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["files"] == 1
     assert [item["file"] for item in data["skipped"]] == [f"{tmp_path}/caf\\xe9.txt"]
     (tmp_path / "ok.txt").write_text("Changed: a note about herbal tea.")
-    assert ingest.cli.main([str(tmp_path)]) == 0
+    assert ingest.cli.main([str(tmp_path)], app) == 0
     out = capsys.readouterr().out
     assert f"  skipped {tmp_path}/caf\\xe9.txt: file name is not valid UTF-8" in out
 
@@ -171,27 +161,25 @@ def test_folder_reached_through_a_link_is_stored_by_its_real_path(ingestor, sett
     assert ingestor.ingest([tmp_path / "alias"], sync=True).removed == 1
 
 
-def test_control_characters_in_names_keep_text_output_to_one_line_per_file(
-    fake_models, capsys, tmp_path
-):
+def test_control_characters_in_names_keep_text_output_to_one_line_per_file(app, capsys, tmp_path):
     (tmp_path / "two\nlines.txt").write_text("A note whose name holds a newline.")
     (tmp_path / "tab\there.txt").write_text("A note whose name holds a tab.")
     (tmp_path / "odd\n.xyz").write_text("unsupported")
     (tmp_path / "fine.txt").write_text("An ordinary note.")
-    assert ingest.cli.main([str(tmp_path)]) == 0
+    assert ingest.cli.main([str(tmp_path)], app) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1:] == [
         f"  skipped {tmp_path}/odd\\n.xyz: unsupported file type '.xyz'; "
         "`ingest --help` lists the formats"
     ]
-    assert ingest.cli.main(["list"]) == 0
+    assert ingest.cli.main(["list"], app) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 4
     assert sorted(line.rsplit("  ", 1)[1] for line in listed) == sorted(
         f"{tmp_path}/{name}"
         for name in ["fine.txt", "odd\\n.xyz", "tab\\there.txt", "two\\nlines.txt"]
     )
-    assert ingest.cli.main(["list", "--json"]) == 0
+    assert ingest.cli.main(["list", "--json"], app) == 0
     exact = {item["file"] for item in json.loads(capsys.readouterr().out)}
     assert str(tmp_path / "two\nlines.txt") in exact
 

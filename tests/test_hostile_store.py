@@ -10,8 +10,7 @@ import threading
 import pytest
 
 from ingest.check import CheckReport
-from ingest.pipeline import Ingestor
-from rag import keyword, store
+from rag import store
 from rag.app import build_app
 from rag.keyword import KeywordIndexes
 from rag.locks import CollectionBusyError, writer_lock
@@ -46,7 +45,6 @@ def consistent(settings, name="default") -> None:
     manifest = Manifest(settings.home, name, readonly=True)
     live = manifest.all_chunk_ids()
     manifest.close()
-    keyword._cache.clear()
     assert store.all_ids(collection) == live
     assert set(KeywordIndexes(settings).read(name).ids) == live
 
@@ -83,7 +81,8 @@ def test_commands_during_an_ingest_never_delete_its_chunks(settings, fake_embedd
         resume.wait(timeout=60)
         return ids
 
-    writer = Ingestor(settings.model_copy(update={"ingest_batch_chunks": 4}), fake_embedder)
+    small_batches = settings.model_copy(update={"ingest_batch_chunks": 4})
+    writer = build_app(small_batches, embedder=fake_embedder).ingestor()
     other = build_app(settings, embedder=fake_embedder).ingestor()
     store.upsert_nodes = slow_upsert
     try:
@@ -109,7 +108,7 @@ def test_commands_during_an_ingest_never_delete_its_chunks(settings, fake_embedd
     consistent(settings)
 
 
-def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, library):
+def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, fake_embedder, library):
     ingestor.ingest([library])
     assert ingestor.check().clean
     collection = Store(settings).collection()
@@ -126,10 +125,10 @@ def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, libr
     with manifest.transaction() as db:  # a content row no file uses
         manifest.put_content(db, "deadbeefdeadbeefdeadbeef", "0" * 64, ["x-00000"], "/gone.md")
     manifest.close()
-    keyword._cache.clear()
-    for path in keyword.index_dir(settings, "default").rglob("ids.json"):
+    for path in KeywordIndexes(settings).folder("default").rglob("ids.json"):
         path.write_text("{not json")
 
+    ingestor = build_app(settings, embedder=fake_embedder).ingestor()  # reads the damage afresh
     found = ingestor.check()
     assert not found.clean
     assert kinds(found) == {"missing", "orphans", "stale", "keyword"}, found.problems
@@ -181,7 +180,7 @@ def test_readers_do_not_create_collections(ingestor, settings, library):
     with pytest.raises(UnknownCollectionError, match="typo"):
         ingestor.records("typo")
     assert not manifest_path(settings.home, "typo").exists()
-    assert "typo" not in store.collection_names(settings)
+    assert "typo" not in Store(settings).names()
 
 
 def test_check_json_shape(ingestor, library):
@@ -209,7 +208,8 @@ def test_an_embedding_failure_midway_through_a_file_leaves_no_orphans(settings, 
     big.write_text("# Big\n\n" + "\n\n".join(f"Part {k} about lakes{k}." * 20 for k in range(30)))
     report = build_app(small, embedder=flaky).ingestor().ingest([big])
     assert [f["error"] for f in report.failed] == ["could not embed (out of memory)"]
-    sound = Ingestor(small, embedder=FakeEmbedding(model_name="fake-hash", embed_batch_size=16))
+    steady = FakeEmbedding(model_name="fake-hash", embed_batch_size=16)
+    sound = build_app(small, embedder=steady).ingestor()
     assert sound.check().clean  # the slice stored before the failure was undone
     again = sound.ingest([big])
     assert again.files == 1 and again.chunks > 1

@@ -20,8 +20,7 @@ from ingest.document import MAX_ROW_CHARS, LoadedFile, Section
 from ingest.errors import LoadError, SkipFile
 from ingest.loaders import load_file
 from ingest.parallel import ParsePool
-from ingest.pipeline import Ingestor
-from rag.models import load_chunk_tokenizer
+from rag.app import build_app
 from tests.conftest import DATA
 from tests.integration.test_hostile_sizes import write_one_line_csv
 
@@ -32,15 +31,19 @@ def total_chars(loaded: LoadedFile) -> int:
     return sum(len(section.text) for section in loaded.sections)
 
 
+def load_traced(path: Path, **limits) -> tuple[LoadedFile, int]:
+    """The loaded file, and the peak memory Python allocated while loading it."""
+    tracemalloc.start()
+    try:
+        return load_file(path, **limits), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_text_is_read_up_to_the_file_cap_in_bounded_pieces(tmp_path):
     big = tmp_path / "one-line.txt"
     big.write_text("lorem ipsum " * 2_000_000)  # 24 MB on one line
-    tracemalloc.start()
-    try:
-        loaded = load_file(big, max_file_chars=1000)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    loaded, peak = load_traced(big, max_file_chars=1000)
     assert total_chars(loaded) <= 1000
     assert loaded.sections[0].text.startswith("lorem ipsum lorem")
     assert loaded.warnings == [TRUNCATED.format(1000)]
@@ -64,12 +67,7 @@ def test_bad_utf8_far_into_a_file_names_its_offset(tmp_path):
 def test_one_line_csv_keeps_memory_bounded_and_warns_once(tmp_path):
     table = tmp_path / "one-line.csv"
     write_one_line_csv(table, size_bytes=12 * 1024 * 1024)
-    tracemalloc.start()
-    try:
-        loaded = load_file(table, max_row_cells=50)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    loaded, peak = load_traced(table, max_row_cells=50)
     header = loaded.sections[0].text.split(" | ")
     assert len(header) == 50 and header[0] == "harbour"
     assert loaded.warnings == [
@@ -175,7 +173,9 @@ def test_reasons_and_warnings_are_one_line(tmp_path, monkeypatch):
 
 def test_chunker_breaks_endless_words_and_huge_sections(settings):
     # The real tokenizer: it counts a word of over 100 characters as one unknown token.
-    chunker = Chunker(220, 30, load_chunk_tokenizer(settings))
+    chunker = Chunker.from_settings(
+        settings.model_copy(update={"chunk_size": 220, "chunk_overlap": 30})
+    )
     blob = "q" * 100_000  # no whitespace at all
     prose = "harbour ferry leaves early " * 8_000  # one 216,000-character line
     started = time.monotonic()
@@ -259,7 +259,7 @@ def test_a_parser_over_its_limits_costs_one_file(
 ):
     monkeypatch.setattr(parallel, "parse_file", parse)
     folder = folder_with(tmp_path, bad)
-    ingestor = Ingestor(settings.model_copy(update=update), fake_embedder)
+    ingestor = build_app(settings.model_copy(update=update), embedder=fake_embedder).ingestor()
     started = time.monotonic()
     report = ingestor.ingest([folder])
     assert time.monotonic() - started < 45
@@ -316,7 +316,7 @@ def test_a_parser_process_that_cannot_start_fails_the_files_once(settings, tmp_p
 
 def test_unchanged_rerun_starts_no_parser(settings, fake_embedder, tmp_path, monkeypatch):
     (tmp_path / "note.md").write_text("# Note\n\nFerry at seven.\n")
-    ingestor = Ingestor(settings, fake_embedder)
+    ingestor = build_app(settings, embedder=fake_embedder).ingestor()
     assert ingestor.ingest([tmp_path]).files == 1
     monkeypatch.setattr(
         ParsePool, "_start", lambda self: pytest.fail("a parser process was started")

@@ -2,10 +2,9 @@ import shutil
 
 import pytest
 
-from ingest.pipeline import Ingestor, MissingPathError, discover
+from ingest.pipeline import MissingPathError, discover
 from rag import store
 from rag.app import build_app
-from rag.keyword import KeywordIndexes
 from rag.store import Store
 from tests.conftest import DATA, SAMPLES
 
@@ -35,6 +34,11 @@ def ingestor(settings, fake_embedder):
     return build_app(settings, embedder=fake_embedder).ingestor()
 
 
+def copy_documents(folder) -> None:
+    """The test documents (not the stores kept beside them for upgrade tests)."""
+    shutil.copytree(DATA, folder, ignore=shutil.ignore_patterns("stores"))
+
+
 def stored_files(settings, name="default"):
     collection = Store(settings).collection(name)
     return {m["file"] for _, m in store.metadata_where(collection)}
@@ -42,7 +46,7 @@ def stored_files(settings, name="default"):
 
 def test_bad_files_are_reported_and_good_ones_stored(ingestor, settings, tmp_path):
     folder = tmp_path / "mixed"
-    shutil.copytree(DATA, folder)
+    copy_documents(folder)
     seen = []
     report = ingestor.ingest([folder], progress=lambda path, outcome, chunks: seen.append(outcome))
     assert report.files == len(GOOD)
@@ -101,13 +105,12 @@ def test_discover_recurses_skips_hidden_and_survives_link_loops(tmp_path):
     assert names.count("deep.txt") == 1
 
 
-def test_dangling_link_and_oversized_file_fail_with_reasons(
-    ingestor, settings, tmp_path, monkeypatch
-):
+def test_dangling_link_and_oversized_file_fail_with_reasons(settings, fake_embedder, tmp_path):
     (tmp_path / "dangling.txt").symlink_to(tmp_path / "missing.txt")
     (tmp_path / "big.txt").write_text("x" * 3000)
     (tmp_path / "ok.txt").write_text("fine text")
-    small = Ingestor(settings.model_copy(update={"max_file_mb": 0.001}), ingestor.embedder)
+    limited = settings.model_copy(update={"max_file_mb": 0.001})
+    small = build_app(limited, embedder=fake_embedder).ingestor()
     report = small.ingest([tmp_path])
     errors = {item["file"].rsplit("/", 1)[1]: item["error"] for item in report.failed}
     assert "broken symbolic link" in errors["dangling.txt"]
@@ -123,10 +126,12 @@ def test_missing_path_is_an_error_before_anything_is_stored(ingestor, settings, 
 
 def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedder, tmp_path):
     folder = tmp_path / "docs"
-    shutil.copytree(DATA, folder)
-    serial = Ingestor(settings.model_copy(update={"ingest_workers": 0}), fake_embedder)
-    parallel = Ingestor(
-        settings.model_copy(update={"ingest_workers": 2, "collection": "parallel"}), fake_embedder
+    copy_documents(folder)
+    serial, parallel = (
+        build_app(
+            settings.model_copy(update={"ingest_workers": n}), embedder=fake_embedder
+        ).ingestor()
+        for n in (0, 2)
     )
     one = serial.ingest([folder])
     two = parallel.ingest([folder], collection_name="parallel")
@@ -138,7 +143,6 @@ def test_parsing_in_worker_processes_gives_the_same_chunks(settings, fake_embedd
 
 
 def test_keyword_index_follows_adds_updates_and_removals(ingestor, settings, tmp_path):
-
     folder = tmp_path / "kw"
     folder.mkdir()
     (folder / "a.md").write_text("# A\n\nThe zebra code ZX-1 lives here.\n")
@@ -147,9 +151,9 @@ def test_keyword_index_follows_adds_updates_and_removals(ingestor, settings, tmp
     collection = Store(settings).collection()
 
     def top(query):
-        hits = KeywordIndexes(settings).load("default", collection).search(query, 1)
+        hits = ingestor.keywords.load("default", collection).search(query, 1)
         chunk = store.chunks_by_id(collection, [hits[0][0]])[hits[0][0]] if hits else None
-        return chunk["meta"]["file"].rsplit("/", 1)[1] if chunk else None
+        return chunk.meta["file"].rsplit("/", 1)[1] if chunk else None
 
     assert top("ZX-1") == "a.md"
     (folder / "a.md").write_text("# A\n\nThe zebra code is now QQ-9.\n")

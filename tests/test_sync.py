@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ingest.loaders import load_file
-from ingest.pipeline import recover
+from ingest.sync import recover, remove_records
 from rag import store
 from rag.app import build_app
 from rag.manifest import Manifest
@@ -75,8 +75,6 @@ def test_edit_delete_rename_then_sync_mirrors_the_folder(ingestor, settings, lib
 
 
 def test_rename_without_sync_moves_the_citation(ingestor, settings, library, fake_llm):
-    from rag.app import build_app
-
     ingestor.ingest([library])
     (library / "note3.md").rename(library / "moved.md")
     report = ingestor.ingest([library])
@@ -141,6 +139,31 @@ def test_recover_undoes_a_half_written_batch(ingestor, settings, library):
     assert recover(manifest, collection) == 1
     assert store.all_ids(collection) == before and manifest.pending() == []
     manifest.close()
+
+
+def test_a_deletion_cut_short_is_finished_by_the_next_writer(
+    ingestor, settings, library, monkeypatch
+):
+    ingestor.ingest([library])
+    collection = Store(settings).collection()
+    manifest = Manifest(settings.home, "default")
+    note = str(library / "note0.md")
+    ids = set(manifest.content(manifest.get(note).content_key)[0])
+
+    def stopped(collection, ids):
+        raise KeyboardInterrupt  # the process is stopped just before the store deletes
+
+    monkeypatch.setattr(store, "delete_ids", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        remove_records(manifest, collection, [note])
+    monkeypatch.undo()
+    assert manifest.get(note) is None and manifest.pending()  # forgotten, deletion announced
+    assert ids <= store.all_ids(collection)
+    manifest.close()
+    ingestor.remove(["/never/stored.md"])  # the next writer finishes the deletion
+    assert not ids & store.all_ids(collection)
+    in_chroma, in_manifest = snapshot(settings)
+    assert note not in in_chroma and note not in in_manifest
 
 
 def test_copies_in_one_run_are_linked_not_written_twice(ingestor, settings, tmp_path):
