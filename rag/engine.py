@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 from rag import answer as answers
-from rag import store
+from rag import followup, store
 from rag.answer import Answer, SourceRef
 from rag.errors import UserError
 from rag.keyword import KeywordIndexes
@@ -236,7 +236,7 @@ class Engine:
         collection, top_k = options.get("collection"), options.get("top_k")
         where = options.get("where")
         started = time.perf_counter()
-        found = _search_query(
+        found = followup.search_query(
             question, history, lambda query: self.retrieve(query, collection, top_k, where)
         )
         retrieved = time.perf_counter()
@@ -325,17 +325,3 @@ class Engine:
             f"collection '{name}' is empty; add documents first with `ingest PATH` "
             f"(e.g. `ingest sample_docs{hint}`)"
         )
-
-
-@dataclass
-class _Found:  # TEMPORARY until rag/followup.py lands
-    retrieval: Retrieval
-    query: str
-    follows_up: bool
-
-
-def _search_query(question, earlier, retrieve):  # TEMPORARY until rag/followup.py lands
-    if not earlier:
-        return _Found(retrieve(question), question, False)
-    query = f"{earlier[-1].strip()} {question.strip()}"
-    return _Found(retrieve(query), query, True)

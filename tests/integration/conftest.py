@@ -9,6 +9,9 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,32 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def launch_chromium(playwright):
     """Debian's Chromium, headless, with no background connections (never a downloaded browser)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+@dataclass
+class UiServer:
+    """A running `rag ui`: its address, and what it printed once stopped."""
+
+    port: int
+    url: str
+    output: str = ""
+
+
+@contextmanager
+def ui_server(env: dict) -> Iterator[UiServer]:
+    """`rag ui` on a free loopback port, answering before the block starts, stopped after it."""
+    port = free_port()
+    server = UiServer(port, f"http://127.0.0.1:{port}/")
+    process = subprocess.Popen(
+        [str(BIN / "rag"), "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_http(f"{server.url}_stcore/health", timeout=120, process=process)
+        yield server
+    finally:
+        process.terminate()
+        server.output = process.communicate(timeout=30)[0]

@@ -3,14 +3,13 @@
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import BIN, ROOT
-from tests.integration.conftest import CHROMIUM, free_port, launch_chromium, wait_for_http
+from tests.conftest import ROOT
+from tests.integration.conftest import CHROMIUM, launch_chromium, ui_server
 
 pytestmark = pytest.mark.integration
 APP = str(ROOT / "ui" / "app.py")
@@ -49,52 +48,39 @@ def test_app_on_empty_store_says_how_to_add_documents(monkeypatch, tmp_path):
 def test_real_server_in_headless_chromium(sample_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    port = free_port()
     home = tmp_path / "home"
     shutil.copytree(sample_home, home)  # uploads must not change the shared store
     env = dict(os.environ, RAG_HOME=str(home), RAG_MAX_FILE_MB="1")
-    server = subprocess.Popen(
-        [str(BIN / "rag"), "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, process=server)
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
-            box = page.get_by_placeholder("Ask a question about your documents")
-            expect(box).to_be_visible(timeout=120_000)
-            box.fill("How many days of paid annual leave do employees get?")
-            box.press("Enter")
-            sources = page.get_by_text("employee-handbook.pdf — page 2").first
-            expect(sources).to_be_visible(timeout=240_000)
-            page.screenshot(
-                path=os.environ.get("UI_SCREENSHOT", str(tmp_path / "ui.png")), full_page=True
-            )
-            upload = tmp_path / "uploaded-note.md"
-            upload.write_text("# Visitor policy\n\nVisitors sign in at the kiosk in lobby C7.\n")
-            page.locator("input[type=file]").set_input_files(str(upload))
-            expect(page.get_by_text("Stored 1 file(s)").first).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("8", exact=True).first).to_be_visible(timeout=30_000)
-            # Over the limit: the browser refuses it before sending (a red chip, the reason on
-            # hover), so the label states the limit up front.
-            big = tmp_path / "too-big.txt"
-            big.write_text("word " * 300_000)  # 1.5 MB
-            expect(page.get_by_text("up to 1 MB per file")).to_be_visible()
-            page.locator("input[type=file]").set_input_files(str(big))
-            refused = page.locator('[data-testid="stFileChip"][aria-invalid="true"]')
-            expect(refused).to_have_count(1, timeout=30_000)
-            expect(refused).to_contain_text("too-big.txt")
-            box.fill("Where do visitors sign in?")
-            box.press("Enter")
-            expect(page.get_by_text("uploaded-note.md").first).to_be_visible(timeout=240_000)
-            browser.close()
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert f"Serving on http://127.0.0.1:{port}" in output
-    assert "Traceback" not in output
+    with ui_server(env) as server, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page()
+        page.goto(server.url, timeout=120_000)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        expect(box).to_be_visible(timeout=120_000)
+        box.fill("How many days of paid annual leave do employees get?")
+        box.press("Enter")
+        sources = page.get_by_text("employee-handbook.pdf — page 2").first
+        expect(sources).to_be_visible(timeout=240_000)
+        page.screenshot(
+            path=os.environ.get("UI_SCREENSHOT", str(tmp_path / "ui.png")), full_page=True
+        )
+        upload = tmp_path / "uploaded-note.md"
+        upload.write_text("# Visitor policy\n\nVisitors sign in at the kiosk in lobby C7.\n")
+        page.locator("input[type=file]").set_input_files(str(upload))
+        expect(page.get_by_text("Stored 1 file(s)").first).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("8", exact=True).first).to_be_visible(timeout=30_000)
+        # Over the limit: the browser refuses it before sending (a red chip, the reason on
+        # hover), so the label states the limit up front.
+        big = tmp_path / "too-big.txt"
+        big.write_text("word " * 300_000)  # 1.5 MB
+        expect(page.get_by_text("up to 1 MB per file")).to_be_visible()
+        page.locator("input[type=file]").set_input_files(str(big))
+        refused = page.locator('[data-testid="stFileChip"][aria-invalid="true"]')
+        expect(refused).to_have_count(1, timeout=30_000)
+        expect(refused).to_contain_text("too-big.txt")
+        box.fill("Where do visitors sign in?")
+        box.press("Enter")
+        expect(page.get_by_text("uploaded-note.md").first).to_be_visible(timeout=240_000)
+        browser.close()
+    assert f"Serving on {server.url.rstrip('/')}" in server.output
+    assert "Traceback" not in server.output

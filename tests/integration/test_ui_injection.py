@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT
-from tests.integration.conftest import CHROMIUM, free_port, launch_chromium, run_cli, wait_for_http
+from tests.conftest import ROOT
+from tests.integration.conftest import CHROMIUM, launch_chromium, run_cli, ui_server
 from tests.test_safe_markdown import live_parts, visible_text
 
 pytestmark = pytest.mark.integration
@@ -168,63 +167,50 @@ def test_injected_markdown_loads_nothing_and_shows_urls_as_text(
     from playwright.sync_api import expect, sync_playwright
 
     url, seen = listener
-    port = free_port()
     env = dict(
         os.environ,
         RAG_HOME=str(poisoned_home),
         RAG_LLM_BACKEND="openai",
         RAG_LLM_BASE_URL=stub_model,
     )
-    server = subprocess.Popen(
-        [str(BIN / "rag"), "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, process=server)
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1280, "height": 2800})
-            page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
-            box = page.get_by_placeholder("Ask a question about your documents")
-            expect(box).to_be_visible(timeout=120_000)
-            answers = page.locator('[data-testid="stExpander"]')
-            for number, question in enumerate(
-                [
-                    "How many days of paid annual leave do employees get?",
-                    "How many days of paid annual leave do employees get each year?",
-                ],
-                start=1,
-            ):
-                box.fill(question)
-                box.press("Enter")
-                expect(answers).to_have_count(number, timeout=240_000)
-            expect(page.get_by_text("How many days", exact=False)).to_have_count(2)
-            time.sleep(2)  # let any image or frame the page would load arrive
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "ui-injection.png"), full_page=True)
-            assert seen == [], f"the page fetched from the listener: {seen}"
-            reaching_out = page.evaluate(
-                """(url) => [...document.querySelectorAll('[href], [src]')]
-                    .map(e => e.tagName + ' ' + (e.getAttribute('href') || e.getAttribute('src')))
-                    .filter(t => t.includes(url) || t.includes('javascript:'))""",
-                url,
-            )
-            frames = page.locator('[data-testid="stMain"] iframe').count()
-            chat = page.locator('[data-testid="stChatMessage"]')
-            chat_text = " ".join(chat.all_inner_texts())
-            export = page.get_by_role("button", name="Download conversation")
-            expect(export).to_be_visible()
-            with page.expect_download() as download:
-                export.click()
-            exported = Path(download.value.path()).read_text(encoding="utf-8")
-            browser.close()
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert "Traceback" not in output, output
+    with ui_server(env) as server, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 2800})
+        page.goto(server.url, timeout=120_000)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        expect(box).to_be_visible(timeout=120_000)
+        answers = page.locator('[data-testid="stExpander"]')
+        for number, question in enumerate(
+            [
+                "How many days of paid annual leave do employees get?",
+                "How many days of paid annual leave do employees get each year?",
+            ],
+            start=1,
+        ):
+            box.fill(question)
+            box.press("Enter")
+            expect(answers).to_have_count(number, timeout=240_000)
+        expect(page.get_by_text("How many days", exact=False)).to_have_count(2)
+        time.sleep(2)  # let any image or frame the page would load arrive
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui-injection.png"), full_page=True)
+        assert seen == [], f"the page fetched from the listener: {seen}"
+        reaching_out = page.evaluate(
+            """(url) => [...document.querySelectorAll('[href], [src]')]
+                .map(e => e.tagName + ' ' + (e.getAttribute('href') || e.getAttribute('src')))
+                .filter(t => t.includes(url) || t.includes('javascript:'))""",
+            url,
+        )
+        frames = page.locator('[data-testid="stMain"] iframe').count()
+        chat = page.locator('[data-testid="stChatMessage"]')
+        chat_text = " ".join(chat.all_inner_texts())
+        export = page.get_by_role("button", name="Download conversation")
+        expect(export).to_be_visible()
+        with page.expect_download() as download:
+            export.click()
+        exported = Path(download.value.path()).read_text(encoding="utf-8")
+        browser.close()
+    assert "Traceback" not in server.output, server.output
     assert seen == [], f"the page fetched from the listener: {seen}"
     assert reaching_out == [], f"live links or images: {reaching_out}"
     assert frames == 0
