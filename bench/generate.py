@@ -8,6 +8,11 @@ Reports, for the embedded GGUF (or --model):
   (c) ttft_breakdown_s       query embedding, retrieval, prompt building, prefill
   (d) warm_cold_ttft_ratio   TTFT of a second question / the first one in a fresh process
   (e) threads_ratio          generation tokens/s with our threads / llama-cpp-python's default
+
+Our side is the product's own path: `Engine.prepare(question)` searches and builds the messages,
+and the App's chat model streams them. No side resets its model between runs: each llama.cpp
+context keeps the previous run's prompt, so every side re-uses the same shared prefix (the
+constant system prompt) and the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -68,7 +73,6 @@ def format_prompt(llama, messages: list[dict]) -> str:
 
 
 def raw_run(llama, prompt: str, max_tokens: int, temperature: float) -> dict:
-    llama.reset()
     stream = llama.create_completion(
         prompt=prompt,
         max_tokens=max_tokens,
@@ -131,15 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         capture_output=True,
     )
 
-    from rag.answer import build_messages, fit_sources
     from rag.app import build_app
-    from rag.engine import TEMPLATE_RESERVE
     from rag.settings import load_settings
 
     settings = load_settings()
-    engine = build_app(settings).engine
-    llm = engine.llm
-    engine.retrieve(QUESTIONS[0])  # load the embedding model and keyword index outside timings
+    app = build_app(settings)
+    engine, llm = app.engine, app.models.llm
+    engine.prepare(QUESTIONS[0])  # load the embedding model and keyword index outside timings
 
     breakdown: dict[str, list[float]] = {
         "embed_s": [],
@@ -156,21 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(args.runs):
         question = QUESTIONS[run % len(QUESTIONS)]
         t0 = time.perf_counter()
-        engine.embedder.get_query_embedding(question)
-        t1 = time.perf_counter()
-        retrieval = engine.retrieve(question)
-        t2 = time.perf_counter()
-        budget = llm.n_ctx - settings.max_answer_tokens - TEMPLATE_RESERVE
-        used = fit_sources(question, retrieval.sources, llm.count_tokens, budget)
-        messages = build_messages(question, used)
-        t3 = time.perf_counter()
-        llm._llama.reset()  # cold prefill for both sides
+        app.models.embedder.get_query_embedding(question)
+        embed_s = time.perf_counter() - t0
+        prepared = engine.prepare(question)  # search, then fit the passages and build the prompt
+        prompt_built = time.perf_counter()
+        messages = prepared.messages
+        if not messages:
+            raise SystemExit(f"the product refused {question!r}; no prompt to measure")
         mine = measure_stream(
             llm.stream_chat(messages, args.max_tokens, settings.temperature), count_with(raw)
         )
-        breakdown["embed_s"].append(t1 - t0)
-        breakdown["retrieve_s"].append((t2 - t1) - (t1 - t0))
-        breakdown["prompt_s"].append(t3 - t2)
+        breakdown["embed_s"].append(embed_s)
+        breakdown["retrieve_s"].append(max(0.0, prepared.retrieved - prepared.started - embed_s))
+        breakdown["prompt_s"].append(prompt_built - prepared.retrieved)
         breakdown["prefill_s"].append(mine["ttft_s"])
         prompt = format_prompt(raw, messages)
         n_prompt = len(raw.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
