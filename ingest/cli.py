@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,10 +20,16 @@ from ingest.names import printable
 from ingest.pipeline import IngestReport, MissingPathError, discover
 from rag import store
 from rag.app import App, build_app
-from rag.cli_support import EXIT_STATUS_HELP, HelpFormatter, collection_name, run_command
+from rag.cli_support import (
+    EXIT_STATUS_HELP,
+    HelpFormatter,
+    collection_name,
+    manifest_errors,
+    run_command,
+)
 from rag.errors import ExitStatus
 from rag.logs import configure_logging
-from rag.manifest import UnknownCollectionError, list_collections, manifest_path, manifest_problem
+from rag.manifest import UnknownCollectionError, list_collections
 from rag.settings import load_settings
 
 SUBCOMMANDS = ("add", "remove", "list", "collections", "check")
@@ -172,12 +177,8 @@ def run(args: argparse.Namespace, app: App | None) -> int:
 
 
 def on_manifest_errors(args: argparse.Namespace, app: App) -> int:
-    """Run the command; a SQLite failure becomes the one line that names the manifest."""
-    try:
+    with manifest_errors(app.settings, args.collection):
         return args.handler(args, app)
-    except sqlite3.Error as exc:
-        path = manifest_path(app.settings.home, args.collection or app.settings.collection)
-        raise manifest_problem(path, exc) from exc
 
 
 def run_add(args: argparse.Namespace, app: App) -> int:

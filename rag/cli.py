@@ -9,7 +9,13 @@ from pathlib import Path
 
 from rag.answer import Answer
 from rag.app import App, build_app
-from rag.cli_support import EXIT_STATUS_HELP, HelpFormatter, collection_name, run_command
+from rag.cli_support import (
+    EXIT_STATUS_HELP,
+    HelpFormatter,
+    collection_name,
+    manifest_errors,
+    run_command,
+)
 from rag.errors import ExitStatus, UserError
 from rag.logs import configure_logging
 from rag.settings import load_settings
@@ -173,14 +179,21 @@ def main(argv: list[str] | None = None, app: App | None = None) -> int:
 def run(args: argparse.Namespace, app: App | None) -> int:
     if app is not None:
         configure_logging(app.settings)
-        return args.handler(args, app)
+        return handle(args, app)
     settings = load_settings()
     configure_logging(settings)
     built = build_app(settings)
     try:
-        return args.handler(args, built)
+        return handle(args, built)
     finally:
         built.close()
+
+
+def handle(args: argparse.Namespace, app: App) -> int:
+    if args.command in ("ask", "chat", "eval"):  # commands that read one collection's manifest
+        with manifest_errors(app.settings, args.collection):
+            return args.handler(args, app)
+    return args.handler(args, app)
 
 
 def search_options(args: argparse.Namespace) -> dict:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 import textwrap
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rag.errors import ExitStatus, UserError
 from rag.logs import configure_logging, debugging
-from rag.settings import validate_collection_name
+from rag.manifest import manifest_path, manifest_problem
+from rag.settings import Settings, validate_collection_name
 
 EXIT_STATUSES = {
     ExitStatus.OK: "done",
@@ -75,6 +78,17 @@ def fail(command: str, message: str, code: int, exc: BaseException | None = None
         traceback.print_exception(exc, file=sys.stderr)
     print(f"error: {command}: {message}", file=sys.stderr, flush=True)
     return int(code)
+
+
+@contextmanager
+def manifest_errors(settings: Settings, collection: str | None) -> Iterator[None]:
+    """A SQLite failure while a command works on a collection becomes the one line that names
+    its manifest and the fix (full disk, busy, unreadable, damaged)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        path = manifest_path(settings.home, collection or settings.collection)
+        raise manifest_problem(path, exc) from exc
 
 
 def run_command(command: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:

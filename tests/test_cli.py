@@ -227,6 +227,17 @@ def test_both_commands_exit_alike_for_a_bad_setting(monkeypatch, capsys):
     assert err[1].startswith("error: ingest: RAG_CHUNK_SIZE=")
 
 
+def test_both_commands_exit_alike_for_a_damaged_manifest(app, capsys, rag_home):
+    ingest.cli.main([str(DATA / "notes.md")], app=app)
+    capsys.readouterr()
+    for path in (rag_home / "manifests").glob("default.sqlite3*"):
+        path.write_bytes(b"not a database" * 100)
+    codes = [rag.cli.main(["ask", "q"], app=app), ingest.cli.main(["list"], app=app)]
+    err = capsys.readouterr().err.splitlines()
+    assert codes == [2, 2] and len(err) == 2
+    assert all("default.sqlite3 is damaged" in line and "--repair" in line for line in err)
+
+
 def test_unreachable_chroma_server_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("RAG_CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("RAG_CHROMA_PORT", "9")
