@@ -10,9 +10,9 @@ Reports, for the embedded GGUF (or --model):
   (e) threads_ratio          generation tokens/s with our threads / llama-cpp-python's default
 
 Our side is the product's own path: `Engine.prepare(question)` searches and builds the messages,
-and the App's chat model streams them. No side resets its model between runs: each llama.cpp
-context keeps the previous run's prompt, so every side re-uses the same shared prefix (the
-constant system prompt) and the ratios compare like with like.
+and the App's chat model streams them. Every side starts each run from an empty prompt cache (the
+product through `reset_cache()`, the raw models through `Llama.reset()`), so every prefill is cold
+and the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         messages = prepared.messages
         if not messages:
             raise SystemExit(f"the product refused {question!r}; no prompt to measure")
+        llm.reset_cache()  # cold prefill on every side
         mine = measure_stream(
             llm.stream_chat(messages, args.max_tokens, settings.temperature), count_with(raw)
         )
@@ -176,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         n_prompt = len(raw.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
         prompt_tokens.append(n_prompt)
         mine["prefill_tok_s"] = n_prompt / mine["ttft_s"]
+        raw.reset()
         theirs = raw_run(raw, prompt, args.max_tokens, settings.temperature)
         theirs["prefill_tok_s"] = n_prompt / theirs["ttft_s"]
+        default.reset()
         lib_default = raw_run(default, prompt, args.max_tokens, settings.temperature)
         ours.append(mine)
         raws.append(theirs)

@@ -248,6 +248,11 @@ class LlamaCppChat:
         finally:
             self.lock.release()
 
+    def reset_cache(self) -> None:
+        """Forget the prompt cached from the last answer (benchmarks measure a cold prefill)."""
+        with self.lock:
+            self._llama.reset()
+
     @property
     def queue_length(self) -> int:
         """Questions ahead of a new one: the one being answered and those waiting."""
@@ -328,6 +333,9 @@ class OpenAICompatibleChat:
             timeout=settings.llm_timeout,
             max_retries=0,
         )
+
+    def reset_cache(self) -> None:
+        """The server keeps its own cache; nothing to forget here."""
 
     @property
     def queue_length(self) -> int:

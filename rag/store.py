@@ -169,7 +169,11 @@ class Store:
     def collection(self, name: str | None = None, create: bool = True) -> Collection | None:
         """The named collection (cosine distance); None when it does not exist and create is
         False."""
-        name = validate_collection_name(name or self.settings.collection)
+        name = name or self.settings.collection
+        try:
+            validate_collection_name(name)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
         with self._lock:
             known = self._collections.get(name)
         if known is not None:

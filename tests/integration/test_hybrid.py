@@ -44,7 +44,7 @@ def test_hybrid_finds_an_exact_identifier_that_dense_ranks_below_5(settings, emb
 
     def rank(mode):
         engine = build_app(
-            settings.model_copy(update={"retrieval_mode": mode}), embedder, FakeLLM()
+            settings.model_copy(update={"retrieval_mode": mode}), embedder=embedder, llm=FakeLLM()
         ).engine
         files = [s.file_name for s in engine.retrieve(question, top_k=10).sources]
         return files.index("plants.txt") + 1 if "plants.txt" in files else None
