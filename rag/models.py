@@ -30,6 +30,10 @@ class ChatModel(Protocol):
         self, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Iterator[str]: ...
 
+    def reset_cache(self) -> None:
+        """Forget any prompt cached from earlier answers."""
+        ...
+
     @property
     def queue_length(self) -> int:
         """Answers ahead of a new question: the one being generated and those waiting."""

@@ -81,6 +81,9 @@ class FakeLLM:
     def queue_length(self) -> int:
         return 1 if self.lock.locked() else 0
 
+    def reset_cache(self) -> None:
+        pass
+
     def enqueue(self, text: str) -> None:
         self.queue.append(text)
 
