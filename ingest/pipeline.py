@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,24 +71,20 @@ class Parsed:
     nodes: list
 
 
+@dataclass(eq=False)
 class Ingestor:
-    """Stores files in collections; reusable across calls (the UI keeps one)."""
+    """Stores files in collections; reusable across calls. Made by rag.app.App.ingestor()."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        keywords: KeywordIndexes,
-        models: Models,
-        ocr: bool = False,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.keywords = keywords
-        self.models = models
-        self.ocr = ocr
-        self.signature = chunk_signature(settings, ocr)
-        self._chunker: Chunker | None = None
+    settings: Settings
+    store: Store
+    keywords: KeywordIndexes
+    models: Models
+    ocr: bool = False  # read scanned pages with OCR (it changes what is stored: see signature)
+    signature: str = field(init=False)
+    _chunker: Chunker | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.signature = chunk_signature(self.settings, self.ocr)
 
     @property
     def embedder(self):

@@ -29,7 +29,8 @@ def state(home):
     """{file: sorted chunk ids} from the store, checked against the manifest."""
     code = (
         "import json,sys;from rag.settings import load_settings;from rag import store;"
-        "from rag.manifest import Manifest;s=load_settings();c=Store(s).collection();"
+        "from rag.store import Store;from rag.manifest import Manifest;"
+        "s=load_settings();c=Store(s).collection();"
         "out={};[out.setdefault(m['file'],[]).append(i) for i,m in store.metadata_where(c)];"
         "m=Manifest(s.home,'default');"
         "man={r.path:r.chunks for r in m.records() if r.status=='stored'};"
