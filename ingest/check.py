@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.plan import Run
-from ingest.report import IngestReport
+from ingest.report import FileOutcome, IngestReport
 from ingest.sync import delete_chunks, manifest_change, recover, remove_records
 from rag import store
 from rag.keyword import KeywordIndexError
@@ -71,7 +71,7 @@ def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> Ch
     """Find every disagreement between manifest, store and keyword index (changes nothing)."""
     report = CheckReport(collection=name)
     records = manifest.records()
-    stored = [r for r in records if r.status == "stored"]
+    stored = [r for r in records if r.status == FileOutcome.STORED]
     by_content = manifest.chunk_ids_by_content()
     live = {i for ids in by_content.values() for i in ids}
     present = store.all_ids(collection)
