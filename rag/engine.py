@@ -13,7 +13,13 @@ from rag.answer import Answer, SourceRef
 from rag.errors import UserError
 from rag.keyword import KeywordIndexes
 from rag.locks import CollectionBusyError, writer_lock
-from rag.manifest import SCHEMA_VERSION, Manifest, manifest_exists, upgrade_schema
+from rag.manifest import (
+    SCHEMA_VERSION,
+    Manifest,
+    UnknownCollectionError,
+    manifest_exists,
+    upgrade_schema,
+)
 from rag.models import Models
 from rag.retrieve import PathFilter, Retrieval, Retriever
 from rag.settings import Settings
@@ -211,7 +217,9 @@ class Engine:
         top_k = self._top_k(top_k)
         coll = self.store.collection(name, create=False)
         if coll is None:
-            raise self._empty(name)
+            if name == self.settings.collection:
+                raise self._empty(name)  # nothing ingested yet: say how to start
+            raise UnknownCollectionError(name, self.store.names())
         self._ensure_current(name, coll)
         path_filter = PathFilter.build(self.settings.home, name, where)
         retriever = Retriever(

@@ -214,7 +214,7 @@ def test_both_commands_exit_alike_for_a_missing_collection(app, capsys):
     ]
     err = capsys.readouterr().err.splitlines()
     assert codes == [2, 2] and len(err) == 2
-    assert err[0].startswith("error: rag ask: collection 'typo' is empty")
+    assert err[0].startswith("error: rag ask: no collection named 'typo'")
     assert err[1].startswith("error: ingest list: no collection named 'typo'")
 
 
