@@ -248,9 +248,7 @@ def read_with(path: Path, budget: Budget, ocr: bool, ocr_languages: str) -> Load
             "RAG_PARSE_MEMORY_MB"
         ) from exc
     except Exception as exc:  # a parser bug on odd input must not end the batch
-        raise LoadError(
-            f"{loaded_kind(path)} parser failed ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise LoadError(f"{loaded_kind(path)} parser failed ({type(exc).__name__}: {exc})") from exc
     if not any(section.text.strip() for section in loaded.sections):
         raise SkipFile("no text in the file (only whitespace)")
     return loaded

@@ -25,9 +25,7 @@ def load_pdf(
                 "encrypted PDF (password required); save an unencrypted copy "
                 "(e.g. `qpdf --decrypt in.pdf out.pdf`) and ingest that"
             ) from exc
-        raise LoadError(
-            f"corrupt or unreadable PDF ({exc}); re-export or repair the file"
-        ) from exc
+        raise LoadError(f"corrupt or unreadable PDF ({exc}); re-export or repair the file") from exc
     warnings: list[str] = []
     try:
         title = (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem
