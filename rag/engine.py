@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
+
+from pydantic import ValidationError
 
 from rag import answer as answers
 from rag import followup, store
@@ -15,6 +17,7 @@ from rag.keyword import KeywordIndexes
 from rag.locks import CollectionBusyError, writer_lock
 from rag.manifest import (
     SCHEMA_VERSION,
+    FileRecord,
     Manifest,
     UnknownCollectionError,
     manifest_exists,
@@ -22,7 +25,7 @@ from rag.manifest import (
 )
 from rag.models import Models
 from rag.retrieve import PathFilter, Retrieval, Retriever
-from rag.settings import Settings
+from rag.settings import Settings, SettingsError, describe_validation_error
 from rag.store import Store
 
 # Tokens kept free for the chat template's role markers around the messages.
@@ -49,12 +52,20 @@ class AskOptions(TypedDict, total=False):
     collection: str | None
     top_k: int | None
     where: str | None
+    tuning: Mapping[str, Any]  # per-question values of TUNABLE settings (the page's Settings)
+
+
+# Settings a question may change without reloading a model (the page's Settings page).
+TUNABLE = frozenset(
+    {"retrieval_mode", "max_chunks_per_file", "max_answer_tokens", "temperature", "candidates"}
+)
 
 
 @dataclass
 class Prepared:
     """A question made ready for the model: what was searched, what was found, the prompt."""
 
+    settings: Settings  # with the question's tuning applied
     question: str
     query: str
     follows_up: bool
@@ -72,14 +83,15 @@ class AnswerStream:
     for the next question. Leaving a loop early keeps the model until close(): the stream can
     be read on. A finished stream does not replay."""
 
-    def __init__(self, prepared: Prepared, models: Models, settings: Settings) -> None:
+    def __init__(self, prepared: Prepared, models: Models) -> None:
         self.prepared = prepared
         self._models = models
-        self._settings = settings
+        self._settings = prepared.settings
         self._pieces: list[str] = []
         self._generation: Iterator[str] | None = None
         self._first_token: float | None = None
         self._closed = False
+        self.stopped = False  # closed before the model had finished
         self.answer: Answer | None = None
 
     @property
@@ -129,6 +141,7 @@ class AnswerStream:
         if self._closed:
             return
         self._closed = True
+        self.stopped = self.answer is None
         generation, self._generation = self._generation, None
         if generation is not None:
             generation.close()  # runs the model's `finally`: its lock is released here
@@ -155,6 +168,10 @@ class AnswerStream:
         }
         if self._first_token is not None:
             timings["first_token_s"] = self._first_token - prepared.started
+            streaming = finished - self._first_token
+            if prepared.used and len(self._pieces) > 1 and streaming > 0:
+                # llama.cpp streams one token per piece: the speed a person sees
+                timings["tokens_per_s"] = (len(self._pieces) - 1) / streaming
         self.answer = Answer(
             text=text,
             sources=prepared.retrieval.sources,
@@ -205,14 +222,77 @@ class Engine:
     def collections(self) -> list[str]:
         return self.store.names()
 
+    def evidence(self, answer: Answer, question: str) -> dict[int, list[tuple[int, int]]]:
+        """For each source number, the span(s) of its text that best support the answer (or
+        the question, for a refusal or an uncited source), chosen with the loaded embedder."""
+        from rag.evidence import highlight
+
+        return highlight(self.models.embedder, answer, question)
+
+    def library(self, collection: str | None = None) -> list[FileRecord]:
+        """Every file the collection knows (stored, skipped, failed), from the manifest."""
+        name = collection or self.settings.collection
+        if not manifest_exists(self.settings.home, name):
+            return []
+        manifest = Manifest(self.settings.home, name, readonly=True)
+        try:
+            return manifest.records()
+        finally:
+            manifest.close()
+
+    def chunks_of(self, path: str, collection: str | None = None) -> list[store.Chunk]:
+        """The stored chunks of one file, in document order (one read by id)."""
+        name = collection or self.settings.collection
+        if not manifest_exists(self.settings.home, name):
+            return []
+        manifest = Manifest(self.settings.home, name, readonly=True)
+        try:
+            record = manifest.get(path)
+            found = manifest.content(record.content_key) if record and record.content_key else None
+        finally:
+            manifest.close()
+        coll = self.store.collection(name, create=False)
+        if found is None or coll is None:
+            return []
+        chunks = store.chunks_by_id(coll, found[0], embeddings=False)
+        return [chunks[i] for i in found[0] if i in chunks]
+
+    def section(
+        self, source: SourceRef, collection: str | None = None, around: int = 1
+    ) -> list[str]:
+        """A passage with its neighbours in the document (the chunks just before and after)."""
+        key, _, number = source.chunk_id.rpartition("-")
+        if not key or not number.isdigit():
+            return [source.text]
+        index = int(number)
+        ids = [f"{key}-{i:05d}" for i in range(max(0, index - around), index + around + 1)]
+        coll = self.store.collection(collection or self.settings.collection, create=False)
+        found = store.chunks_by_id(coll, ids, embeddings=False) if coll is not None else {}
+        return [found[i].text if i != source.chunk_id else source.text for i in ids if i in found]
+
+    def tuned(self, tuning: Mapping[str, Any] | None = None) -> Settings:
+        """The settings with per-question values applied (validated like the settings)."""
+        if not tuning:
+            return self.settings
+        unknown = set(tuning) - TUNABLE
+        if unknown:
+            raise UserError(f"cannot change {', '.join(sorted(unknown))} per question")
+        try:
+            return Settings.model_validate({**self.settings.model_dump(), **tuning})
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc)) from exc
+
     def retrieve(
         self,
         question: str,
         collection: str | None = None,
         top_k: int | None = None,
         where: str | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> Retrieval:
         """The best passages for a question, and whether the evidence is too weak to answer."""
+        settings = settings or self.settings
         name = collection or self.settings.collection
         top_k = self._top_k(top_k)
         coll = self.store.collection(name, create=False)
@@ -223,7 +303,7 @@ class Engine:
         self._ensure_current(name, coll)
         path_filter = PathFilter.build(self.settings.home, name, where)
         retriever = Retriever(
-            self.settings,
+            settings,
             name,
             coll,
             self.models.embedder,
@@ -243,17 +323,21 @@ class Engine:
         history = [q for q in options.get("history", ()) if q.strip()]
         collection, top_k = options.get("collection"), options.get("top_k")
         where = options.get("where")
+        settings = self.tuned(options.get("tuning"))
         started = time.perf_counter()
         found = followup.search_query(
-            question, history, lambda query: self.retrieve(query, collection, top_k, where)
+            question,
+            history,
+            lambda query: self.retrieve(query, collection, top_k, where, settings=settings),
         )
         retrieved = time.perf_counter()
         prompt_question = question.strip()
         if found.follows_up:
             prompt_question += f"\n(This follows the earlier question: {history[-1].strip()})"
-        used = self._fit(prompt_question, found.retrieval)
+        used = self._fit(prompt_question, found.retrieval, settings)
         messages = answers.build_messages(prompt_question, used) if used else []
         return Prepared(
+            settings,
             prompt_question,
             found.query,
             found.follows_up,
@@ -266,7 +350,7 @@ class Engine:
 
     def stream(self, question: str, **options: Unpack[AskOptions]) -> AnswerStream:
         """Search now; the answer is generated as the returned stream is read (AskOptions)."""
-        return AnswerStream(self.prepare(question, **options), self.models, self.settings)
+        return AnswerStream(self.prepare(question, **options), self.models)
 
     def ask(self, question: str, **options: Unpack[AskOptions]) -> Answer:
         """A whole answer at once."""
@@ -275,12 +359,12 @@ class Engine:
         assert answer_stream.answer is not None
         return answer_stream.answer
 
-    def _fit(self, question: str, retrieval: Retrieval) -> list[SourceRef]:
+    def _fit(self, question: str, retrieval: Retrieval, settings: Settings) -> list[SourceRef]:
         """The passages that fit the model's context with the question; none when refused."""
         if retrieval.refused or not retrieval.sources:  # weak evidence: no model needed
             return []
         llm = self.models.llm
-        budget = llm.n_ctx - self.settings.max_answer_tokens - TEMPLATE_RESERVE
+        budget = llm.n_ctx - settings.max_answer_tokens - TEMPLATE_RESERVE
         used = answers.fit_sources(question, retrieval.sources, llm.count_tokens, budget)
         if not used:
             size = llm.count_tokens(question)

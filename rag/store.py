@@ -196,6 +196,20 @@ class Store:
             self._collections[name] = opened
         return opened
 
+    def delete_collection(self, name: str) -> bool:
+        """Delete the named collection and every chunk in it; False when it did not exist.
+        The caller holds the collection's writer lock."""
+        with self._lock:
+            self._collections.pop(name, None)
+        client = self.client()
+        try:
+            client.delete_collection(name=name)
+        except Exception as exc:  # NotFoundError / ValueError depending on version
+            if "does not exist" in str(exc) or "not found" in str(exc).lower():
+                return False
+            raise store_failure(self.location, self.embedded, exc) from exc
+        return True
+
     def names(self) -> list[str]:
         try:
             return sorted(getattr(c, "name", c) for c in self.client().list_collections())
@@ -409,18 +423,16 @@ def nearest(
 
 
 @guarded
-def chunks_by_id(collection, ids: list[str]) -> dict[str, Chunk]:
-    """The given chunks with their embeddings, by id."""
+def chunks_by_id(collection, ids: list[str], embeddings: bool = True) -> dict[str, Chunk]:
+    """The given chunks (with their embeddings unless told otherwise), by id."""
     if not ids:
         return {}
-    result = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+    include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+    result = collection.get(ids=ids, include=include)
+    vectors = result["embeddings"] if embeddings else [None] * len(result["ids"])
     return {
-        i: Chunk(id=i, text=t or "", meta=m or {}, embedding=list(e))
+        i: Chunk(id=i, text=t or "", meta=m or {}, embedding=None if e is None else list(e))
         for i, t, m, e in zip(
-            result["ids"],
-            result["documents"],
-            result["metadatas"],
-            result["embeddings"],
-            strict=True,
+            result["ids"], result["documents"], result["metadatas"], vectors, strict=True
         )
     }

@@ -22,6 +22,17 @@ HOSTILE = (
 )
 
 
+# Directives the page itself writes: citation badges, relevance labels and the evidence
+# background. Their content is escaped document text, which is still checked.
+OWN_BADGE = re.compile(r":blue-badge\[\d{1,3}\]|:(?:green|orange|gray|red)-badge\[[a-zA-Z ]+\]")
+OWN_BACKGROUND = re.compile(r":orange-background\[((?:\\.|[^\]\\])*)\]")
+
+
+def page_made(markdown: str) -> str:
+    """The markdown without the page's own directives (their escaped content kept)."""
+    return OWN_BACKGROUND.sub(r"\1", OWN_BADGE.sub("", markdown))
+
+
 def unescape(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
@@ -47,8 +58,15 @@ def draw(app) -> None:
     main(app)
 
 
-def page(app) -> AppTest:
-    test = AppTest.from_function(draw, kwargs={"app": app}, default_timeout=60)
+def draw_library(app) -> None:
+    """The Library page alone, run by AppTest with the test's App."""
+    from ui.library import main
+
+    main(app)
+
+
+def page(app, script=draw) -> AppTest:
+    test = AppTest.from_function(script, kwargs={"app": app}, default_timeout=60)
     test.run()
     assert not test.exception, test.exception
     return test
@@ -61,15 +79,15 @@ def test_answers_and_history_are_drawn_inert(page_home):
     assert not app.exception, app.exception
     drawn = [md.value for message in app.chat_message for md in message.markdown]
     drawn += [c.value for c in app.caption]
-    assert drawn and all(live_parts(md) == [] for md in drawn), drawn
+    assert drawn and all(live_parts(page_made(md)) == [] for md in drawn), drawn
     answers = [visible_text(md.value) for m in app.chat_message for md in m.markdown]
     assert sum(f"{LEAK}/img?q=SECRET" in a for a in answers) == 2  # shown as text, twice
-    assert any("[1] [x](http:evil) leave.md" in unescape(md) for md in drawn)
-    assert any("Leave <b>policy</b>" in unescape(c.value) for c in app.caption)
+    assert any(":blue-badge[1] **[x](http:evil) leave.md" in unescape(md) for md in drawn)
+    assert any("Leave <b>policy</b>" in unescape(md) for md in drawn)  # the heading, as text
 
 
 def test_uploads_from_two_sessions_with_one_name_both_stay(page_home):
-    first, second, third = page(page_home), page(page_home), page(page_home)
+    first, second, third = (page(page_home, draw_library) for _ in range(3))
     first.file_uploader[0].upload("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
     second.file_uploader[0].upload("notes.md", b"# Beta\n\nParking is in garage B2.\n").run()
     third.file_uploader[0].upload("copy.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n").run()
@@ -81,7 +99,7 @@ def test_uploads_from_two_sessions_with_one_name_both_stay(page_home):
         ("notes.md", b"# Alpha\n\nVisitors sign in at lobby C7.\n"),
         ("notes.md", b"# Beta\n\nParking is in garage B2.\n"),
     ]
-    documents = {m.label: m.value for m in page(page_home).metric}["Documents"]
+    documents = {m.label: m.value for m in page(page_home, draw_library).metric}["Documents"]
     assert documents == "3"  # the first upload's chunks are still there
     notes = [unescape(c.value) for app in (second, third) for c in app.caption]
     assert any("notes.md stored as uploads/default/" in n and "earlier upload" in n for n in notes)
@@ -90,7 +108,8 @@ def test_uploads_from_two_sessions_with_one_name_both_stay(page_home):
 
 def test_the_uploader_states_the_limit(page_home, monkeypatch, fake_embedder):
     monkeypatch.setenv("RAG_MAX_FILE_MB", "12.5")
-    uploader = page(build_app(load_settings(), embedder=fake_embedder)).file_uploader[0]
+    limited = build_app(load_settings(), embedder=fake_embedder)
+    uploader = page(limited, draw_library).file_uploader[0]
     assert "up to 13 MB per file" in uploader.label
     assert uploader.proto.max_upload_size_mb == 13
 
