@@ -84,6 +84,9 @@ class FakeLLM:
     def reset_cache(self) -> None:
         pass
 
+    def describe(self) -> dict:
+        return {"name": "fake", "n_ctx": self.n_ctx}
+
     def enqueue(self, text: str) -> None:
         self.queue.append(text)
 
