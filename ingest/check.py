@@ -190,6 +190,8 @@ def rebuild_manifest(ingestor: Ingestor, name: str, collection) -> str:
             {"sha256": str(meta.get("sha256", "")), "file": str(meta.get("file", "")), "ids": []},
         )
         entry["ids"].append(chunk_id)
+        if isinstance(meta.get("page"), int):
+            entry["pages"] = max(entry.get("pages") or 0, meta["page"])
     store.drop_framework_fields(collection)  # the new manifest says schema 2: make it true
     manifest = Manifest(ingestor.settings.home, name)
     try:
@@ -206,6 +208,7 @@ def rebuild_manifest(ingestor: Ingestor, name: str, collection) -> str:
                         sha256=entry["sha256"],
                         content_key=key,
                         signature=ingestor.signature,
+                        pages=entry.get("pages"),
                     ),
                 )
     finally:

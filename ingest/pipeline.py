@@ -10,6 +10,7 @@ killed at any moment is finished or undone by the next one.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ingest.sync import (
     vanished_paths,
 )
 from rag import store
+from rag.errors import UserError
 from rag.keyword import KeywordIndexes
 from rag.locks import writer_lock
 from rag.manifest import (
@@ -37,10 +39,11 @@ from rag.manifest import (
     UnknownCollectionError,
     list_collections,
     manifest_exists,
+    remove_manifest,
     upgrade_schema,
 )
 from rag.models import Models
-from rag.settings import Settings
+from rag.settings import Settings, validate_collection_name
 from rag.store import Store, StoreDamagedError
 
 if TYPE_CHECKING:
@@ -124,11 +127,17 @@ class Ingestor:
         sync: bool = False,
         wait: bool = True,
         on_wait: Callable[[str], None] | None = None,
+        force: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestReport:
         """Store new and changed files, skip unchanged ones; with `sync`, drop vanished ones.
 
         Holds the collection's writer lock for the whole run (waiting for another writer unless
         `wait` is False), so no other command can undo or interleave with its writes.
+        `force` parses and embeds the files again even when unchanged (their chunks are replaced
+        like a changed file's). `should_stop` is asked after each file: once it returns True the
+        run takes no further file, stores what was already parsed, and its report says
+        `cancelled` (files not reached are left as they were: a later run takes them).
         """
         started = time.perf_counter()
         paths = list(paths)
@@ -139,8 +148,9 @@ class Ingestor:
             collection, manifest = self.open(name)
             try:
                 damaged = damaged_contents(manifest, collection)
-                self.store_files(files, Run(manifest, collection, report, progress, damaged))
-                if sync:
+                run = Run(manifest, collection, report, progress, damaged, force, should_stop)
+                self.store_files(files, run)
+                if sync and not report.cancelled:
                     vanished = vanished_paths(manifest, paths, files)
                     report.removed = remove_records(manifest, collection, vanished)
                 changed = report.files or report.removed or report.moved or damaged
@@ -156,13 +166,20 @@ class Ingestor:
         files of the run's damaged contents). The caller holds the collection's writer lock."""
         to_parse: list[tuple[Path, FileRecord]] = []
         for path in files:
+            if run.stopping():
+                break
             planned = plan_file(path, run, self.signature, self.settings.max_file_mb)
             if isinstance(planned, FileRecord):
                 to_parse.append((path, planned))
             else:
                 run.tell(path, planned)
         first, copies = split_copies(to_parse)
-        self._parse_and_store(first, run)
+        if not run.report.cancelled:
+            first = self._parse_and_store(first, run)
+        else:
+            first = []
+        reached = {record.content_key for _, record in first}
+        copies = [(p, r) for p, r in copies if r.content_key in reached]
         settle_copies(first, copies, run)  # same bytes as a file stored just above
 
     def remove(
@@ -187,6 +204,55 @@ class Ingestor:
                 return removed, doomed
             finally:
                 manifest.close()
+
+    def create_collection(self, name: str) -> None:
+        """Make an empty collection (its store collection, manifest and keyword index);
+        UserError when the name is not valid or the collection already exists."""
+        check_collection_name(name)
+        if manifest_exists(self.settings.home, name):
+            raise UserError(f"collection '{name}' already exists; choose another name")
+        with writer_lock(self.settings, name, True, None, "create collection"):
+            if manifest_exists(self.settings.home, name):
+                raise UserError(f"collection '{name}' already exists; choose another name")
+            collection = self.store.collection(name)
+            if store.count_chunks(collection):
+                raise UserError(
+                    f"the store already holds chunks for collection '{name}' but it has no "
+                    f"manifest; run `ingest check --repair --collection {name}` to recover it, "
+                    "or choose another name"
+                )
+            Manifest(self.settings.home, name).close()
+            self.keywords.refresh(name, collection, force=True)
+
+    def delete_collection(
+        self,
+        name: str,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        """Delete a collection for good: its chunks, manifest and keyword index (under its writer
+        lock; CollectionBusyError when another command is changing it and `wait` is False).
+        UnknownCollectionError when there is no such collection."""
+        if not self._collection_exists(name):
+            raise UnknownCollectionError(name, list_collections(self.settings.home))
+        with writer_lock(self.settings, name, wait, on_wait, "delete collection"):
+            if not self._collection_exists(name):  # deleted meanwhile
+                raise UnknownCollectionError(name, list_collections(self.settings.home))
+            # The manifest goes last: killed half way, the collection still shows and deleting
+            # it again finishes the job.
+            self.store.delete_collection(name)
+            shutil.rmtree(self.keywords.folder(name), ignore_errors=True)
+            remove_manifest(self.settings.home, name)
+
+    def _collection_exists(self, name: str) -> bool:
+        """A manifest, or (left by an interrupted delete) a store collection of that name."""
+        if manifest_exists(self.settings.home, name):
+            return True
+        try:
+            check_collection_name(name)
+        except UserError:
+            return False
+        return self.store.collection(name, create=False) is not None
 
     def check(
         self,
@@ -223,10 +289,15 @@ class Ingestor:
 
     # --- steps ---------------------------------------------------------------------------
 
-    def _parse_and_store(self, to_parse: list[tuple[Path, FileRecord]], run: Run) -> None:
+    def _parse_and_store(
+        self, to_parse: list[tuple[Path, FileRecord]], run: Run
+    ) -> list[tuple[Path, FileRecord]]:
+        """Parse, embed and store the files in batches; returns those reached before the run
+        was asked to stop (all of them, unless it was)."""
         from ingest.parallel import ParsePool  # parsing machinery loads only when needed
 
         pending: list[Parsed] = []
+        reached: list[tuple[Path, FileRecord]] = []
         size = 0
         pool = ParsePool(self.settings, self.ocr)  # parses in guarded worker processes
         try:
@@ -238,6 +309,7 @@ class Ingestor:
                 else:
                     nodes, parser, warnings = result
                     record.parser, record.warnings = parser, warnings
+                    record.pages = page_count(nodes)
                     run.report.warnings.extend(
                         {"file": record.path, "warning": w} for w in warnings
                     )
@@ -248,9 +320,13 @@ class Ingestor:
                     self._flush(pending, run)
                     pending, size = [], 0
                 run.tell(path, outcome, chunks)
+                reached.append((path, record))
+                if run.stopping():
+                    break
             self._flush(pending, run)
         finally:
             pool.close()
+        return reached
 
     def _flush(self, batch: list[Parsed], run: Run) -> None:
         """Embed and store a batch of parsed files, then commit them to the manifest."""
@@ -277,6 +353,9 @@ class Ingestor:
                 record = item.record
                 old = manifest.get(record.path)
                 chunk_ids = [node.node_id for node in item.nodes]
+                before = manifest.content(record.content_key)  # read again (forced): same key
+                if before is not None:
+                    change.delete(sorted(set(before[0]) - set(chunk_ids)))
                 manifest.put_content(
                     change.db, record.content_key, record.sha256, chunk_ids, record.path
                 )
@@ -299,6 +378,21 @@ class Ingestor:
             store.upsert_nodes(collection, part)
             for node in part:
                 node.embedding = None
+
+
+def check_collection_name(name: str) -> None:
+    """UserError (one line) for a name the store cannot hold."""
+    try:
+        validate_collection_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def page_count(nodes: list) -> int | None:
+    """A document's pages (or slides): the highest page its chunks name; None without pages."""
+    pages = [node.metadata.get("page") for node in nodes]
+    numbers = [int(p) for p in pages if isinstance(p, int) or (isinstance(p, str) and p.isdigit())]
+    return max(numbers) if numbers else None
 
 
 def release_memory() -> None:

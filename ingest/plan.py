@@ -9,6 +9,7 @@ signature), so a change of model, chunking or parser embeds it again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,14 @@ class Run:
     report: IngestReport
     progress: Progress | None = None
     damaged: set[str] = field(default_factory=set)  # contents to embed again: chunks went missing
+    force: bool = False  # parse and embed every file again, even unchanged ones
+    should_stop: Callable[[], bool] | None = None  # asked after each file: True ends the run
+
+    def stopping(self) -> bool:
+        """True (and the report says cancelled) once the caller asked the run to stop."""
+        if not self.report.cancelled and self.should_stop is not None and self.should_stop():
+            self.report.cancelled = True
+        return self.report.cancelled
 
     def tell(self, path: Path, outcome: FileOutcome, chunks: int = 0) -> None:
         if self.progress is not None:
@@ -66,12 +75,12 @@ class Run:
 def plan_file(path: Path, run: Run, signature: str, max_file_mb: float) -> FileOutcome | FileRecord:
     """The file's outcome when it is decided now, or the record to store once it is parsed.
 
-    A file whose stored chunks are partly or wholly missing from the store (a damaged content)
-    is parsed and embedded again even when its bytes are unchanged."""
+    A file whose stored chunks are partly or wholly missing from the store (a damaged content),
+    or any file of a forced run, is parsed and embedded again even when its bytes are unchanged."""
     key = str(path)
     manifest, report = run.manifest, run.report
     old = manifest.get(key)
-    if old is not None and old.content_key in run.damaged:
+    if old is not None and (run.force or old.content_key in run.damaged):
         old = None
     try:
         stat = check_readable(path, max_file_mb)
@@ -101,7 +110,11 @@ def plan_file(path: Path, run: Run, signature: str, max_file_mb: float) -> FileO
         content_key=content_key(sha256, signature),
         signature=signature,
     )
-    if record.content_key not in run.damaged and manifest.content(record.content_key) is not None:
+    if (
+        not run.force
+        and record.content_key not in run.damaged
+        and manifest.content(record.content_key) is not None
+    ):
         link_content(manifest, run.collection, record, old)
         report.moved += 1
         return FileOutcome.MOVED

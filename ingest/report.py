@@ -33,7 +33,8 @@ Progress = Callable[[Path, FileOutcome, int], None]
 
 @dataclass
 class IngestReport:
-    """What one ingest run did: stored, unchanged, moved, removed, skipped and failed files."""
+    """What one ingest run did: stored, unchanged, moved, removed, skipped and failed files, and
+    whether it was cancelled before it reached every file."""
 
     collection: str
     files: int = 0
@@ -44,6 +45,7 @@ class IngestReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    cancelled: bool = False  # stopped on request: files not reached yet were left as they were
     seconds: float = 0.0
 
     def to_json(self) -> dict:

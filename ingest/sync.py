@@ -84,6 +84,8 @@ def link_content(manifest: Manifest, collection, record: FileRecord, old: FileRe
     found = manifest.content(record.content_key)
     assert found is not None
     chunk_ids, _ = found
+    if record.pages is None:
+        record.pages = manifest.content_pages(record.content_key)
     store.set_file_path(collection, chunk_ids, record.path)
     gone = [p for p in manifest.paths_of(record.content_key) if not os.path.lexists(p)]
     with manifest_change(manifest, collection) as change:

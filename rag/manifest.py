@@ -1,7 +1,8 @@
 """What is stored, per collection, in SQLite: the source of truth for `ingest list` and syncing.
 
 Tables:
-- files:    one row per path seen (stored, skipped or failed), with size, mtime, sha256, status.
+- files:    one row per path seen (stored, skipped or failed), with size, mtime, sha256, status
+            and pages (a column added by writers to older manifests; readers treat it as unknown).
 - contents: one row per stored content (file bytes + chunking signature): its chunk ids and the
             path that answers cite (the newest path holding that content).
 - journal:  write-ahead intents for the store. An `add` intent is written before chunks go to
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS files (
     parser TEXT,
     error TEXT,
     warnings TEXT,
-    ingested_at REAL NOT NULL
+    ingested_at REAL NOT NULL,
+    pages INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_content ON files (content_key);
 CREATE TABLE IF NOT EXISTS contents (
@@ -77,6 +79,7 @@ class FileRecord:
     warnings: list[str] = field(default_factory=list)
     ingested_at: float = field(default_factory=lambda: now())
     chunks: int = 0
+    pages: int | None = None  # pages (or slides) of the document; None: no pages, or unknown
 
     def public(self) -> dict:
         return {
@@ -89,6 +92,7 @@ class FileRecord:
             "error": self.error,
             "warnings": self.warnings,
             "ingested_at": self.ingested_at,
+            "pages": self.pages,
         }
 
 
@@ -146,6 +150,7 @@ class Manifest:
                     timeout=BUSY_SECONDS,
                 )
                 self.db.execute("SELECT 1 FROM files LIMIT 1").fetchall()
+                self._select = select_files(self._has_column("files", "pages"))
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(
@@ -157,11 +162,22 @@ class Manifest:
             self.db.executescript(SCHEMA)
             if fresh:  # a new collection is written in today's layout from its first chunk
                 self.set_schema_version(SCHEMA_VERSION)
+            self._add_missing_columns()
+            self._select = select_files(True)
         except (sqlite3.Error, OSError) as exc:
             raise manifest_problem(self.path, exc) from exc
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a manifest was made (writers only; readers of an older manifest
+        see them as unknown)."""
+        if self._has_column("files", "pages"):
+            return
+        with self.transaction() as db:
+            if not self._has_column("files", "pages"):  # another writer may have just added it
+                db.execute("ALTER TABLE files ADD COLUMN pages INTEGER")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -180,6 +196,9 @@ class Manifest:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
         ).fetchone()
         return row is not None
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self.db.execute(f"PRAGMA table_info({table})"))
 
     def schema_version(self) -> int:
         """The layout of this collection's chunks in the store (1 before versions were kept)."""
@@ -214,11 +233,11 @@ class Manifest:
         return sorted(cited), ids
 
     def get(self, path: str) -> FileRecord | None:
-        row = self.db.execute(f"{SELECT_FILES} WHERE f.path = ?", (path,)).fetchone()
+        row = self.db.execute(f"{self._select} WHERE f.path = ?", (path,)).fetchone()
         return to_record(row) if row else None
 
     def records(self, under: Iterable[str] | None = None) -> list[FileRecord]:
-        rows = self.db.execute(f"{SELECT_FILES} ORDER BY f.path").fetchall()
+        rows = self.db.execute(f"{self._select} ORDER BY f.path").fetchall()
         records = [to_record(row) for row in rows]
         if under is None:
             return records
@@ -287,7 +306,7 @@ class Manifest:
     def put_file(self, db: sqlite3.Connection, record: FileRecord) -> None:
         db.execute(
             "INSERT OR REPLACE INTO files (path, size, mtime_ns, sha256, content_key, signature, "
-            "status, parser, error, warnings, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "status, parser, error, warnings, ingested_at, pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.path,
                 record.size,
@@ -300,6 +319,7 @@ class Manifest:
                 record.error,
                 json.dumps(record.warnings),
                 record.ingested_at,
+                record.pages,
             ),
         )
 
@@ -321,6 +341,14 @@ class Manifest:
     def drop_content(self, db: sqlite3.Connection, content_key: str) -> None:
         db.execute("DELETE FROM contents WHERE content_key = ?", (content_key,))
 
+    def content_pages(self, content_key: str) -> int | None:
+        """The page count recorded for a content by a path holding it (None when unknown)."""
+        row = self.db.execute(
+            "SELECT pages FROM files WHERE content_key = ? AND pages IS NOT NULL LIMIT 1",
+            (content_key,),
+        ).fetchone()
+        return int(row[0]) if row else None
+
     def referenced(self, db: sqlite3.Connection, content_key: str) -> bool:
         row = db.execute(
             "SELECT 1 FROM files WHERE content_key = ? AND status = 'stored' LIMIT 1",
@@ -339,11 +367,14 @@ class Manifest:
         )
 
 
-SELECT_FILES = (
-    "SELECT f.path, f.size, f.mtime_ns, f.sha256, f.content_key, f.signature, f.status, "
-    "f.parser, f.error, f.warnings, f.ingested_at, c.chunk_ids "
-    "FROM files f LEFT JOIN contents c ON c.content_key = f.content_key"
-)
+def select_files(with_pages: bool) -> str:
+    """The query for file records; a manifest made before pages were kept reads them as None."""
+    pages = "f.pages" if with_pages else "NULL"
+    return (
+        "SELECT f.path, f.size, f.mtime_ns, f.sha256, f.content_key, f.signature, f.status, "
+        f"f.parser, f.error, f.warnings, f.ingested_at, c.chunk_ids, {pages} "
+        "FROM files f LEFT JOIN contents c ON c.content_key = f.content_key"
+    )
 
 
 def to_record(row: tuple) -> FileRecord:
@@ -361,6 +392,7 @@ def to_record(row: tuple) -> FileRecord:
         warnings=json.loads(row[9] or "[]"),
         ingested_at=row[10],
         chunks=len(chunk_ids),
+        pages=row[12],
     )
 
 
@@ -374,6 +406,13 @@ def now() -> float:
 
 def manifest_exists(home: Path, collection: str) -> bool:
     return manifest_path(home, collection).is_file()
+
+
+def remove_manifest(home: Path, collection: str) -> None:
+    """Delete a collection's manifest with its SQLite side files (its writer holds the lock)."""
+    path = manifest_path(home, collection)
+    for suffix in ("-wal", "-shm", "-journal", ""):  # the database itself last
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def list_collections(home: Path) -> list[str]:
