@@ -128,6 +128,7 @@ def show_context(app: App, source: SourceRef, collection: str, pdf: bool) -> Non
             preview = pdf_page_image(source.file, int(source.page or 1), source.text)
             st.image(
                 preview.png,
+                width=min(preview.width, 720),
                 caption=f"Page {source.page} of {source.file_name}"
                 + ("" if preview.boxes else " (the passage could not be located on the page)"),
             )

@@ -22,9 +22,25 @@ def shared_app(settings_json: str) -> App:
 def main(app: App) -> None:
     st.set_page_config(page_title="Ask your documents", page_icon="📄", layout="wide")
     pages = [
-        st.Page(lambda: ask.main(app), title="Ask", icon="💬", url_path="ask", default=True),
-        st.Page(lambda: library.main(app), title="Library", icon="📚", url_path="library"),
-        st.Page(lambda: settings_page.main(app), title="Settings", icon="⚙️", url_path="settings"),
+        st.Page(
+            lambda: ask.main(app),
+            title="Ask",
+            icon=":material/forum:",
+            url_path="ask",
+            default=True,
+        ),
+        st.Page(
+            lambda: library.main(app),
+            title="Library",
+            icon=":material/folder_open:",
+            url_path="library",
+        ),
+        st.Page(
+            lambda: settings_page.main(app),
+            title="Settings",
+            icon=":material/tune:",
+            url_path="settings",
+        ),
     ]
     current = st.navigation(pages)
     sidebar(app)
