@@ -159,7 +159,9 @@ def highlight(
     if not wanted:
         return result
     queries = {target: embedder.get_query_embedding(target) for target in sorted(wanted)}
-    vectors = iter(embedder.get_text_embedding_batch(texts))
+    unique = list(dict.fromkeys(texts))  # neighbouring chunks overlap: embed each sentence once
+    by_text = dict(zip(unique, embedder.get_text_embedding_batch(unique), strict=True))
+    vectors = iter(by_text[text] for text in texts)
     for n, spans in candidates.items():
         scored = [(cosine(queries.get(targets[n]), next(vectors)), span) for span in spans]
         if not scored or targets[n] not in queries:

@@ -30,9 +30,11 @@ class CountingEmbedding(FakeEmbedding):
     """The fake embedding, counting the batches it is asked for."""
 
     batches: int = 0
+    embedded: int = 0
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         self.batches += 1
+        self.embedded += len(texts)
         return [self._vector(t) for t in texts]
 
 
@@ -147,6 +149,15 @@ def test_refused_answer_and_uncited_sources_use_the_question(embedder):
     spans = highlight(embedder, answer, question)
     assert "31 March" in LEAVE[spans[1][0][0] : spans[1][0][1]]
     assert "IP54" in ROBOT[spans[2][0][0] : spans[2][0][1]]
+
+
+def test_sentences_shared_by_overlapping_sources_are_embedded_once(embedder):
+    answer = Answer(
+        text="It weighs 48 kg [1].", sources=[source(ROBOT), source(ROBOT)], refused=False
+    )
+    spans = highlight(embedder, answer, "How heavy is the robot?")
+    assert embedder.batches == 1 and embedder.embedded == len(sentence_spans(ROBOT))
+    assert ROBOT[slice(*spans[1][0])] == "The K2 robot weighs 48 kg."
 
 
 def test_per_source_adds_only_close_runners_up(embedder):
