@@ -7,11 +7,13 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,73 @@ def ui_server(env: dict) -> Iterator[UiServer]:
     finally:
         process.terminate()
         server.output = process.communicate(timeout=30)[0]
+
+
+class StubModel(BaseHTTPRequestHandler):
+    """The OpenAI chat API on loopback, answering every question with the same `answer`, streamed
+    word by word (`delay` seconds apart, so a page can be seen drawing it as it comes)."""
+
+    answer: str
+    delay: float = 0.0
+    protocol_version = "HTTP/1.0"  # the connection closes after each reply, ending the stream
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.rstrip("/").endswith("/models"):
+            self.reply({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+        else:
+            self.send_error(404)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if not self.path.endswith("/chat/completions"):
+            self.send_error(404)
+            return
+        base = {"id": "stub-1", "created": 0, "model": "stub"}
+        if not request.get("stream"):
+            message = {"role": "assistant", "content": self.answer}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            self.reply({**base, "object": "chat.completion", "choices": [choice]})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        words = self.answer.split(" ")
+        pieces = [w + " " for w in words[:-1]] + [words[-1]]
+        for piece in pieces:
+            delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [delta]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(self.delay)
+        done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        last = {**base, "object": "chat.completion.chunk", "choices": [done]}
+        self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+
+    def reply(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@contextmanager
+def stub_llm(answer: str, delay: float = 0.0) -> Iterator[str]:
+    """A StubModel answering `answer`; yields its base URL for RAG_LLM_BASE_URL."""
+    server = serve(type("Stub", (StubModel,), {"answer": answer, "delay": delay}))
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,18 +7,23 @@ The page must load nothing from it, show every URL as plain text, and keep the a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.conftest import CHROMIUM, launch_chromium, run_cli, ui_server
+from tests.integration.conftest import (
+    CHROMIUM,
+    StubModel,
+    launch_chromium,
+    run_cli,
+    serve,
+    ui_server,
+)
 from tests.test_safe_markdown import live_parts, visible_text
 
 pytestmark = pytest.mark.integration
@@ -58,62 +63,6 @@ class Recorder(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-class StubModel(BaseHTTPRequestHandler):
-    """The OpenAI chat API, answering every question with the same injected markdown."""
-
-    answer: str
-    protocol_version = "HTTP/1.0"  # the connection closes after each reply, ending the stream
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path.rstrip("/").endswith("/models"):
-            self.reply({"object": "list", "data": [{"id": "stub", "object": "model"}]})
-        else:
-            self.send_error(404)
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        request = json.loads(self.rfile.read(length) or b"{}")
-        if not self.path.endswith("/chat/completions"):
-            self.send_error(404)
-            return
-        base = {"id": "stub-1", "created": 0, "model": "stub"}
-        if not request.get("stream"):
-            message = {"role": "assistant", "content": self.answer}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            self.reply({**base, "object": "chat.completion", "choices": [choice]})
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        words = self.answer.split(" ")
-        pieces = [w + " " for w in words[:-1]] + [words[-1]]
-        for piece in pieces:
-            delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
-            chunk = {**base, "object": "chat.completion.chunk", "choices": [delta]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-        done = {"index": 0, "delta": {}, "finish_reason": "stop"}
-        last = {**base, "object": "chat.completion.chunk", "choices": [done]}
-        self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
-
-    def reply(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 @pytest.fixture
