@@ -21,6 +21,7 @@ def main(app: App) -> None:
     st.title("Ask your documents")
     st.caption("Answers come only from your documents, with the file and page of every source.")
     history = state.history(collection)
+    watch_job(app)  # an upload started here, or on the Library page, still running
     if app.engine.document_count(collection) == 0 and not history:
         empty_start(app, collection)
         return
@@ -50,7 +51,7 @@ def toolbar(history: list[dict], collection: str) -> None:
     if any(turn.get("answer") is not None for turn in history):
         right.download_button(
             "Download conversation",
-            data=conversation_markdown(history, collection),
+            data=lambda: conversation_markdown(history, collection),  # at click: all of it
             file_name=f"conversation-{collection}.md",
             mime="text/markdown",
             on_click="ignore",
@@ -128,4 +129,4 @@ def empty_start(app: App, collection: str) -> None:
     samples = sample_folder()
     if samples is not None and st.button("Add the sample documents"):
         start_ingest(app, collection, sorted(p for p in samples.iterdir() if p.is_file()))
-    watch_job(app)
+        st.rerun()

@@ -44,6 +44,7 @@ class IngestJob:
     waiting: str = ""
     report: object = None
     error: str = ""
+    notes: list[str] = field(default_factory=list)  # shown with the outcome
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -67,9 +68,11 @@ class IngestJob:
         )
 
 
-def start_ingest(app: App, collection: str, paths: list[Path], force: bool = False) -> None:
+def start_ingest(
+    app: App, collection: str, paths: list[Path], force: bool = False, notes=()
+) -> None:
     """Ingest files in the background; the page shows the job until it ends."""
-    job = IngestJob(collection, len(paths))
+    job = IngestJob(collection, len(paths), notes=list(notes))
 
     def work() -> None:
         try:
@@ -93,24 +96,32 @@ def start_ingest(app: App, collection: str, paths: list[Path], force: bool = Fal
 
 
 def watch_job(app: App) -> None:
-    """Overall progress of this session's ingest with a Cancel button, then its outcome."""
+    """Overall progress of this session's ingest with a Cancel button; when it ends, the page is
+    drawn again (fresh counts and rows) and the outcome shown once."""
     job: IngestJob | None = st.session_state.get("ingest_job")
-    if job is None:
-        return
-    if job.running:
-        st.button(
-            "Cancel",
-            key="cancel-ingest",
-            on_click=job.cancel.set,
-            help="Stop after the file being read; what is stored stays.",
-        )
-        bar = st.progress(0.0, text="Reading and embedding…")
-        while job.running:
-            text = job.waiting or f"{job.summary()} · {job.current}"
-            bar.progress(min(1.0, job.done / max(job.total, 1)), text=escape_text(text))
-            time.sleep(0.3)
-        bar.empty()
-    del st.session_state["ingest_job"]
+    if job is not None:
+        if job.running:
+            st.button(
+                "Cancel",
+                key="cancel-ingest",
+                on_click=job.cancel.set,
+                help="Stop after the file being read; what is stored stays.",
+            )
+            bar = st.progress(0.0, text="Reading and embedding…")
+            while job.running:
+                text = job.waiting or f"{job.summary()} · {job.current}"
+                bar.progress(min(1.0, job.done / max(job.total, 1)), text=escape_text(text))
+                time.sleep(0.3)
+        st.session_state["ingest_outcome"] = st.session_state.pop("ingest_job")
+        st.rerun()
+    finished: IngestJob | None = st.session_state.pop("ingest_outcome", None)
+    if finished is not None:
+        show_outcome(finished)
+
+
+def show_outcome(job: IngestJob) -> None:
+    for note in job.notes:
+        st.caption(escape_text(note))
     if job.error:
         st.error(escape_text(f"Could not add the files: {job.error}"))
         return
@@ -146,11 +157,11 @@ def upload_area(app: App, collection: str, key: str = "upload") -> None:
     folder = root / collection
     folder.mkdir(parents=True, exist_ok=True)
     stored = [store_upload(folder, upload.name, bytes(upload.getbuffer())) for upload in fresh]
-    for item in stored:
-        st.caption(escape_text(item.message(root)))
     done.update((collection, u.file_id) for u in fresh)
     # Already-stored copies are passed too: an earlier upload cut short still gets embedded.
-    start_ingest(app, collection, sorted({item.path.resolve() for item in stored}))
+    paths = sorted({item.path.resolve() for item in stored})
+    start_ingest(app, collection, paths, notes=[item.message(root) for item in stored])
+    st.rerun()
 
 
 def main(app: App) -> None:

@@ -70,4 +70,8 @@ def sidebar(app: App) -> None:
         except UserError as exc:
             st.error(escape_text(str(exc)))
             return
-        st.caption(f"{stats['files']} documents · {stats['chunks']} chunks")
+        st.caption(f"{plural(stats['files'], 'document')} · {plural(stats['chunks'], 'chunk')}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
