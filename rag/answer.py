@@ -65,6 +65,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     cited: list[int] = field(default_factory=list)
     chunks_used: int = 0
+    attributed: bool = False  # the citations were added by matching, not written by the model
 
     def to_json(self) -> dict:
         return {

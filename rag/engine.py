@@ -222,6 +222,13 @@ class Engine:
     def collections(self) -> list[str]:
         return self.store.names()
 
+    def attribute(self, answer: Answer) -> Answer:
+        """The answer with [n] added where the model cited nothing but its sentences match a
+        passage it was given (see rag.evidence.attribute); other answers unchanged."""
+        from rag.evidence import attribute
+
+        return attribute(self.models.embedder, answer)
+
     def evidence(self, answer: Answer, question: str) -> dict[int, list[tuple[int, int]]]:
         """For each source number, the span(s) of its text that best support the answer (or
         the question, for a refusal or an uncited source), chosen with the loaded embedder."""

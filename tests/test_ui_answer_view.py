@@ -141,3 +141,16 @@ def test_settings_apply_to_the_next_question_without_reloading(library, fake_emb
     assert not test.exception, test.exception
     assert len(cards(test)) == 2
     assert app.models.llm is llm  # the same model: nothing was loaded again
+
+
+def test_an_answer_citing_nothing_gets_badges_by_matching_and_says_so(library, fake_embedder):
+    llm = FakeLLM(reply="Employees get 25 days of paid annual leave.")
+    app = build_app(load_settings(), embedder=fake_embedder, llm=llm)
+    app.ingestor().ingest([library])
+    test = run(draw_ask, app)
+    test.chat_input[0].set_value("How many days of paid annual leave?").run()
+    assert not test.exception, test.exception
+    answer = next(md.value for md in test.markdown if md.value.startswith("Employees get 25"))
+    number = int(re.findall(r":blue-badge\[(\d+)\]", answer)[0])
+    assert "leave.md" in cards(test)[number]
+    assert any("The model cited no source" in c.value for c in test.caption)

@@ -110,6 +110,11 @@ def finish(app: App, turn: dict, stream, question: str) -> None:
     answer = stream.answer
     if answer is None:
         return
+    if not stream.stopped:
+        try:
+            answer = app.engine.attribute(answer)
+        except UserError:
+            pass
     turn.update(answer=answer, content=answer.text, stopped=stream.stopped)
     st.session_state["last_timings"] = answer.timings
     if state.tuning(app)["evidence"] and answer.sources and not stream.stopped:

@@ -51,6 +51,10 @@ def show_answer(app: App, turn: dict, collection: str, key: str) -> None:
         )
     else:
         st.markdown(badged(answer.text, len(answer.sources)))
+        if answer.attributed:
+            st.caption(
+                "The model cited no source; each badge marks the passage its sentence matches."
+            )
     evidence = turn.get("evidence") or {}
     numbered = list(enumerate(answer.sources, start=1))
     cited = [(n, s) for n, s in numbered if n in answer.cited]
