@@ -58,5 +58,5 @@ def test_ui_follow_up_finds_the_earlier_subject(limits_home, monkeypatch):
     assert not app.exception
     answers = [m for m in app.chat_message if m.name == "assistant"]
     assert len(answers) == 2
-    top = [md.value for md in answers[1].markdown if md.value.startswith("**[1]")]
+    top = [md.value for md in answers[1].markdown if md.value.startswith(":blue-badge[1] **")]
     assert top and "columns.md" in top[0]
