@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from rag.models import Models
 from rag.retrieve import PathFilter, Retrieval, Retriever
 from rag.settings import Settings, SettingsError, describe_validation_error
 from rag.store import Store
+
+log = logging.getLogger(__name__)
 
 # Tokens kept free for the chat template's role markers around the messages.
 TEMPLATE_RESERVE = 64
@@ -143,10 +146,14 @@ class AnswerStream:
         self._closed = True
         self.stopped = self.answer is None
         generation, self._generation = self._generation, None
-        if generation is not None:
-            generation.close()  # runs the model's `finally`: its lock is released here
-        if self.answer is None:
-            self._finish()
+        try:
+            if generation is not None:
+                generation.close()  # runs the model's `finally`: its lock is released here
+        except Exception as exc:  # a server connection cut mid-answer: what was written stays
+            log.debug("closing the answer stream: %s", exc)
+        finally:
+            if self.answer is None:
+                self._finish()
 
     def _generate(self) -> Iterator[str]:
         prepared = self.prepared

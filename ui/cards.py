@@ -16,6 +16,7 @@ from rag.evidence import marked, relevance
 from ui.safe_markdown import escape_text, safe_markdown
 
 NOT_IN_DOCUMENTS = "Not in your documents"
+STOPPED = "Stopped before the end; the text so far is kept."
 RELEVANCE_COLOURS = {"strong": "green", "partial": "orange", "weak": "gray"}
 # `[1]` or `[1, 2]` as safe_markdown escapes it.
 ESCAPED_CITATION = re.compile(r"\\\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\\\]")
@@ -40,11 +41,13 @@ def badged(text: str, n_sources: int) -> str:
 def show_answer(app: App, turn: dict, collection: str, key: str) -> None:
     """The answer text (or the refusal notice) and its source cards."""
     answer: Answer | None = turn.get("answer")
+    if answer is None or turn.get("stopped"):
+        # Cut short by Stop or by another question. Streamlit may draw the next run before
+        # the interrupted one has finished closing its answer: its text so far is kept.
+        st.caption(STOPPED)
     if answer is None:
         st.markdown(safe_markdown(turn["content"]))
         return
-    if turn.get("stopped"):
-        st.caption("Stopped before the end; the text so far is kept.")
     if answer.refused:
         st.warning(
             f"**{NOT_IN_DOCUMENTS}.** The closest passages are below; none of them says this."

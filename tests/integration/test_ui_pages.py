@@ -196,3 +196,60 @@ def test_library_upload_ask_preview_remove_and_refuse(tmp_path):
         browser.close()
     assert outside == [], f"the page tried to reach beyond loopback: {outside}"
     assert "Traceback" not in server.output, server.output
+
+
+LONG_ANSWER = " ".join(["Employees get 25 days of paid annual leave [1]."] * 8)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="Debian chromium is not installed (apt-get install chromium)",
+)
+def test_an_answer_cut_short_by_stop_or_a_new_question_is_kept(sample_home, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home)
+    with (
+        stub_llm(LONG_ANSWER, delay=0.2) as model_url,
+        ui_server(
+            dict(
+                os.environ,
+                RAG_HOME=str(home),
+                RAG_LLM_BACKEND="openai",
+                RAG_LLM_BASE_URL=model_url,
+            )
+        ) as server,
+        sync_playwright() as p,
+    ):
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(server.url, timeout=120_000)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        expect(box).to_be_visible(timeout=120_000)
+        messages = page.locator('[data-testid="stChatMessage"]')
+
+        def started(index: int) -> None:  # some words of the answer are on the page
+            expect(messages.nth(index)).to_contain_text("Employees get", timeout=WAIT)
+
+        box.fill(LEAVE)
+        box.press("Enter")
+        started(1)
+        box.fill("And how many of them can be carried over?")  # asked while the first streams
+        box.press("Enter")
+        started(3)
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=WAIT)
+        first, second = messages.nth(1), messages.nth(3)
+        expect(first).to_contain_text("Stopped before the end")
+        expect(second).not_to_contain_text("Stopped before the end")
+        box.fill("Who approves leave requests?")
+        box.press("Enter")
+        started(5)
+        page.get_by_role("button", name="Stop").click()
+        expect(messages.nth(5)).to_contain_text("Stopped before the end", timeout=60_000)
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui-pages-kept-answers.png"), full_page=True)
+        assert len(LONG_ANSWER) > len(first.inner_text().split("Stopped")[0]) > 0
+        browser.close()
+    assert "Traceback" not in server.output, server.output
