@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import ipaddress
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 
 from rag.offline import disable_streamlit_address_lookups
@@ -80,6 +82,19 @@ def launch_ui(settings: Settings, host: str | None = None, port: int | None = No
     return 0  # pragma: no cover - execve does not return
 
 
+def warm_up() -> None:
+    """While the server starts: import the page's modules and open the store, so the first
+    visitor's page is drawn at once (models still load on the first question only)."""
+    try:
+        importlib.import_module("ui.page")
+        from rag.settings import load_settings
+        from rag.store import Store
+
+        Store(load_settings()).names()
+    except Exception:  # the page itself reports what is wrong, in one line
+        pass
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (no name lookup: names other than
     localhost count as reachable from the network)."""
@@ -96,6 +111,7 @@ def serve(argv: list[str]) -> None:
     from streamlit.web.cli import main
 
     disable_streamlit_address_lookups()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     sys.argv = ["streamlit", *argv]
     main(prog_name="streamlit")
 
