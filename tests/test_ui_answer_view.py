@@ -96,12 +96,18 @@ def test_a_refusal_says_not_in_your_documents_and_shows_the_closest(library, fak
     assert llm.prompts == []  # no made-up answer: the model was not asked
 
 
-def test_the_evidence_sentence_is_highlighted(library, fake_embedder):
-    llm = FakeLLM(reply="Employees get 25 days of paid annual leave [1].")
-    app = build_app(load_settings(), embedder=fake_embedder, llm=llm)
+def asked(library, embedder, reply: str) -> AppTest:
+    """The Ask page after one leave question, answered with `reply`."""
+    app = build_app(load_settings(), embedder=embedder, llm=FakeLLM(reply=reply))
     app.ingestor().ingest([library])
     test = run(draw_ask, app)
     test.chat_input[0].set_value("How many days of paid annual leave?").run()
+    assert not test.exception, test.exception
+    return test
+
+
+def test_the_evidence_sentence_is_highlighted(library, fake_embedder):
+    test = asked(library, fake_embedder, "Employees get 25 days of paid annual leave [1].")
     lit = [md.value for md in test.markdown if ":orange-background[" in md.value]
     assert lit and any("25 days of paid annual leave" in md for md in lit)
     assert not any(":orange-background[The office opens" in md for md in lit)
@@ -144,12 +150,7 @@ def test_settings_apply_to_the_next_question_without_reloading(library, fake_emb
 
 
 def test_an_answer_citing_nothing_gets_badges_by_matching_and_says_so(library, fake_embedder):
-    llm = FakeLLM(reply="Employees get 25 days of paid annual leave.")
-    app = build_app(load_settings(), embedder=fake_embedder, llm=llm)
-    app.ingestor().ingest([library])
-    test = run(draw_ask, app)
-    test.chat_input[0].set_value("How many days of paid annual leave?").run()
-    assert not test.exception, test.exception
+    test = asked(library, fake_embedder, "Employees get 25 days of paid annual leave.")
     answer = next(md.value for md in test.markdown if md.value.startswith("Employees get 25"))
     number = int(re.findall(r":blue-badge\[(\d+)\]", answer)[0])
     assert "leave.md" in cards(test)[number]

@@ -175,3 +175,21 @@ def stub_llm(answer: str, delay: float = 0.0) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def stub_env(home, model_url: str) -> dict:
+    """The environment for `rag ui` on `home` answering with the stub model at `model_url`."""
+    return dict(
+        os.environ, RAG_HOME=str(home), RAG_LLM_BACKEND="openai", RAG_LLM_BASE_URL=model_url
+    )
+
+
+def open_ask_page(browser, server: UiServer, width: int = 1400, height: int = 1600):
+    """A new browser page on the Ask page of `server`, once its question box is shown."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(server.url, timeout=120_000)
+    box = page.get_by_placeholder("Ask a question about your documents")
+    expect(box).to_be_visible(timeout=120_000)
+    return page, box

@@ -20,8 +20,10 @@ from tests.integration.conftest import (
     CHROMIUM,
     StubModel,
     launch_chromium,
+    open_ask_page,
     run_cli,
     serve,
+    stub_env,
     ui_server,
 )
 from tests.test_safe_markdown import live_parts, visible_text
@@ -116,18 +118,9 @@ def test_injected_markdown_loads_nothing_and_shows_urls_as_text(
     from playwright.sync_api import expect, sync_playwright
 
     url, seen = listener
-    env = dict(
-        os.environ,
-        RAG_HOME=str(poisoned_home),
-        RAG_LLM_BACKEND="openai",
-        RAG_LLM_BASE_URL=stub_model,
-    )
-    with ui_server(env) as server, sync_playwright() as p:
+    with ui_server(stub_env(poisoned_home, stub_model)) as server, sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 2800})
-        page.goto(server.url, timeout=120_000)
-        box = page.get_by_placeholder("Ask a question about your documents")
-        expect(box).to_be_visible(timeout=120_000)
+        page, box = open_ask_page(browser, server, width=1280, height=2800)
         answers = page.get_by_text("Answered in")
         for number, question in enumerate(
             [

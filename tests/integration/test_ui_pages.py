@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import ROOT, SAMPLES
-from tests.integration.conftest import CHROMIUM, launch_chromium, stub_llm, ui_server
+from tests.integration.conftest import (
+    CHROMIUM,
+    launch_chromium,
+    open_ask_page,
+    stub_env,
+    stub_llm,
+    ui_server,
+)
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -70,14 +77,7 @@ def test_library_upload_ask_preview_remove_and_refuse(tmp_path):
 
     with (
         stub_llm(ANSWER, delay=0.15) as model_url,
-        ui_server(
-            dict(
-                os.environ,
-                RAG_HOME=str(tmp_path / "home"),
-                RAG_LLM_BACKEND="openai",
-                RAG_LLM_BASE_URL=model_url,
-            )
-        ) as server,
+        ui_server(stub_env(tmp_path / "home", model_url)) as server,
         sync_playwright() as p,
     ):
         browser = launch_chromium(p)
@@ -212,21 +212,11 @@ def test_an_answer_cut_short_by_stop_or_a_new_question_is_kept(sample_home, tmp_
     shutil.copytree(sample_home, home)
     with (
         stub_llm(LONG_ANSWER, delay=0.2) as model_url,
-        ui_server(
-            dict(
-                os.environ,
-                RAG_HOME=str(home),
-                RAG_LLM_BACKEND="openai",
-                RAG_LLM_BASE_URL=model_url,
-            )
-        ) as server,
+        ui_server(stub_env(home, model_url)) as server,
         sync_playwright() as p,
     ):
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(server.url, timeout=120_000)
-        box = page.get_by_placeholder("Ask a question about your documents")
-        expect(box).to_be_visible(timeout=120_000)
+        page, box = open_ask_page(browser, server)
         messages = page.locator('[data-testid="stChatMessage"]')
 
         def started(index: int) -> None:  # some words of the answer are on the page
