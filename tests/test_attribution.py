@@ -23,8 +23,7 @@ def test_each_matching_sentence_cites_its_passage(fake_embedder):
     )
     cited = attribute(fake_embedder, answer)
     assert cited.text == (
-        "Employees get 25 days of paid annual leave [1]. "
-        "The K2 robot charges in 55 minutes [2]."
+        "Employees get 25 days of paid annual leave [1]. The K2 robot charges in 55 minutes [2]."
     )
     assert cited.cited == [1, 2] and cited.attributed
     assert answer.cited == [] and not answer.attributed  # the original is left as it was

@@ -56,9 +56,7 @@ def test_five_simultaneous_sessions_all_get_answers(sample_home, monkeypatch):
         assert texts[0].strip(), "empty answer"
         assert "<|im_end|>" not in texts[0] and "<|im_start|>" not in texts[0]
         cards = sorted(  # the source cards, by number: "badge n **file · page**"
-            (int(m.group(1)), t)
-            for t in texts
-            if (m := re.match(r":blue-badge\[(\d+)\] \*\*", t))
+            (int(m.group(1)), t) for t in texts if (m := re.match(r":blue-badge\[(\d+)\] \*\*", t))
         )
         sources = [t for _, t in cards]
         assert any(expected in t for t in sources[:3]), (expected, sources)  # its own sources
