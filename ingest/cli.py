@@ -17,20 +17,19 @@ from pathlib import Path
 
 from ingest.loaders import supported_suffixes
 from ingest.names import printable
-from ingest.pipeline import IngestReport, MissingPathError, discover
+from ingest.pipeline import IngestReport, discover
 from rag import store
-from rag.app import App, build_app
+from rag.app import App
 from rag.cli_support import (
     EXIT_STATUS_HELP,
     HelpFormatter,
-    collection_name,
+    add_collection_option,
     manifest_errors,
+    on_app,
     run_command,
 )
 from rag.errors import ExitStatus
-from rag.logs import configure_logging
 from rag.manifest import UnknownCollectionError, list_collections
-from rag.settings import load_settings
 
 SUBCOMMANDS = ("add", "remove", "list", "collections", "check")
 HELP_FLAGS = ("-h", "--help")
@@ -41,12 +40,7 @@ WAIT_HELP = (
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--collection",
-        "-c",
-        type=collection_name,
-        help="collection (default: RAG_COLLECTION or 'default')",
-    )
+    add_collection_option(parser, "collection (default: RAG_COLLECTION or 'default')")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -160,20 +154,11 @@ def main(argv: list[str] | None = None, app: App | None = None) -> int:
         argv.insert(0, "add")  # `ingest PATH...` is `ingest add PATH...`
     args = build_parser().parse_args(argv)
     command = "ingest" if args.command == "add" else f"ingest {args.command}"
-    return run_command(command, lambda: run(args, app), "interrupted; files stored so far are kept")
-
-
-def run(args: argparse.Namespace, app: App | None) -> int:
-    if app is not None:
-        configure_logging(app.settings)
-        return on_manifest_errors(args, app)
-    settings = load_settings()
-    configure_logging(settings)
-    built = build_app(settings)
-    try:
-        return on_manifest_errors(args, built)
-    finally:
-        built.close()
+    return run_command(
+        command,
+        lambda: on_app(app, lambda built: on_manifest_errors(args, built)),
+        "interrupted; files stored so far are kept",
+    )
 
 
 def on_manifest_errors(args: argparse.Namespace, app: App) -> int:
@@ -189,10 +174,7 @@ def run_add(args: argparse.Namespace, app: App) -> int:
         else:
             print(f"collection '{name}' already holds documents; nothing to do")
         return ExitStatus.OK
-    try:
-        files = discover(args.paths)
-    except MissingPathError as exc:
-        raise MissingPathError(f"{exc}; check the path") from exc
+    files = discover(args.paths)
     ingestor = app.ingestor(ocr=args.ocr)
     progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
     try:

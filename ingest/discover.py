@@ -30,7 +30,7 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
     roots = [Path(p).expanduser() for p in paths]
     missing = [printable(str(p)) for p in roots if not p.exists() and not p.is_symlink()]
     if missing:
-        raise MissingPathError(f"no such file or folder: {', '.join(missing)}")
+        raise MissingPathError(f"no such file or folder: {', '.join(missing)}; check the path")
     folders = [absolute(root) for root in roots if root.is_dir()]
 
     def add(path: Path) -> None:

@@ -8,35 +8,28 @@ import sys
 from pathlib import Path
 
 from rag.answer import Answer
-from rag.app import App, build_app
+from rag.app import App
 from rag.cli_support import (
     EXIT_STATUS_HELP,
     HelpFormatter,
+    add_collection_option,
     collection_name,
     manifest_errors,
+    on_app,
     run_command,
 )
 from rag.errors import ExitStatus, UserError
-from rag.logs import configure_logging
-from rag.settings import load_settings
+
+SEARCH_COLLECTION_HELP = "collection to search (default: RAG_COLLECTION or 'default')"
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
     """--collection, --top-k and --where, shared by the commands that search."""
-    add_collection_option(parser)
+    add_collection_option(parser, SEARCH_COLLECTION_HELP)
     add_top_k_option(parser)
     parser.add_argument(
         "--where",
         help="only files whose path matches a glob, e.g. 'path:*.pdf' or 'path:*/contracts/*'",
-    )
-
-
-def add_collection_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--collection",
-        "-c",
-        type=collection_name,
-        help="collection to search (default: RAG_COLLECTION or 'default')",
     )
 
 
@@ -113,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     evaluate.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
-    add_collection_option(evaluate)
+    add_collection_option(evaluate, SEARCH_COLLECTION_HELP)
     add_top_k_option(evaluate)
     evaluate.add_argument("--k", dest="top_k", type=int, help=argparse.SUPPRESS)  # older spelling
     evaluate.add_argument(
@@ -173,20 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, app: App | None = None) -> int:
     """Run one `rag` command on `app` (built from the RAG_* settings when None)."""
     args = build_parser().parse_args(argv)
-    return run_command(f"rag {args.command}", lambda: run(args, app))
-
-
-def run(args: argparse.Namespace, app: App | None) -> int:
-    if app is not None:
-        configure_logging(app.settings)
-        return handle(args, app)
-    settings = load_settings()
-    configure_logging(settings)
-    built = build_app(settings)
-    try:
-        return handle(args, built)
-    finally:
-        built.close()
+    return run_command(
+        f"rag {args.command}", lambda: on_app(app, lambda built: handle(args, built))
+    )
 
 
 def handle(args: argparse.Namespace, app: App) -> int:

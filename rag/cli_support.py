@@ -17,10 +17,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rag.app import App, build_app
 from rag.errors import ExitStatus, UserError
 from rag.logs import configure_logging, debugging
 from rag.manifest import manifest_path, manifest_problem
-from rag.settings import Settings, validate_collection_name
+from rag.settings import Settings, load_settings, validate_collection_name
 
 EXIT_STATUSES = {
     ExitStatus.OK: "done",
@@ -89,6 +90,26 @@ def manifest_errors(settings: Settings, collection: str | None) -> Iterator[None
     except sqlite3.Error as exc:
         path = manifest_path(settings.home, collection or settings.collection)
         raise manifest_problem(path, exc) from exc
+
+
+def on_app(app: App | None, work: Callable[[App], int]) -> int:
+    """Run `work` on `app`, or on an App built from the RAG_* settings (and closed after);
+    logging follows the App's settings either way."""
+    if app is not None:
+        configure_logging(app.settings)
+        return work(app)
+    settings = load_settings()
+    configure_logging(settings)
+    built = build_app(settings)
+    try:
+        return work(built)
+    finally:
+        built.close()
+
+
+def add_collection_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """--collection/-c NAME, checked against Chroma's naming rule when parsed."""
+    parser.add_argument("--collection", "-c", type=collection_name, help=help)
 
 
 def run_command(command: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:
