@@ -39,6 +39,7 @@ from rag.manifest import (
     UnknownCollectionError,
     list_collections,
     manifest_exists,
+    reading,
     remove_manifest,
     upgrade_schema,
 )
@@ -279,13 +280,10 @@ class Ingestor:
         """Every file the collection knows. A reader: it never changes the store or the manifest;
         a write still in progress (or left by a killed run) shows as its last committed state."""
         name = collection_name or self.settings.collection
-        if not manifest_exists(self.settings.home, name):
-            raise UnknownCollectionError(name, list_collections(self.settings.home))
-        manifest = Manifest(self.settings.home, name, readonly=True)
-        try:
+        with reading(self.settings.home, name) as manifest:
+            if manifest is None:
+                raise UnknownCollectionError(name, list_collections(self.settings.home))
             return manifest.records()
-        finally:
-            manifest.close()
 
     # --- steps ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from rag.manifest import (
     FileRecord,
     Manifest,
     UnknownCollectionError,
-    manifest_exists,
+    reading,
     upgrade_schema,
 )
 from rag.models import Models
@@ -218,13 +218,8 @@ class Engine:
 
     def document_count(self, collection: str | None = None) -> int:
         name = collection or self.settings.collection
-        if not manifest_exists(self.settings.home, name):
-            return 0
-        manifest = Manifest(self.settings.home, name, readonly=True)
-        try:
-            return manifest.document_count()
-        finally:
-            manifest.close()
+        with reading(self.settings.home, name) as manifest:
+            return manifest.document_count() if manifest else 0
 
     def collections(self) -> list[str]:
         return self.store.names()
@@ -246,25 +241,15 @@ class Engine:
     def library(self, collection: str | None = None) -> list[FileRecord]:
         """Every file the collection knows (stored, skipped, failed), from the manifest."""
         name = collection or self.settings.collection
-        if not manifest_exists(self.settings.home, name):
-            return []
-        manifest = Manifest(self.settings.home, name, readonly=True)
-        try:
-            return manifest.records()
-        finally:
-            manifest.close()
+        with reading(self.settings.home, name) as manifest:
+            return manifest.records() if manifest else []
 
     def chunks_of(self, path: str, collection: str | None = None) -> list[store.Chunk]:
         """The stored chunks of one file, in document order (one read by id)."""
         name = collection or self.settings.collection
-        if not manifest_exists(self.settings.home, name):
-            return []
-        manifest = Manifest(self.settings.home, name, readonly=True)
-        try:
-            record = manifest.get(path)
+        with reading(self.settings.home, name) as manifest:
+            record = manifest.get(path) if manifest else None
             found = manifest.content(record.content_key) if record and record.content_key else None
-        finally:
-            manifest.close()
         coll = self.store.collection(name, create=False)
         if found is None or coll is None:
             return []
@@ -400,22 +385,18 @@ class Engine:
         if name in self._current:
             return
         home = self.settings.home
-        if manifest_exists(home, name):
-            reader = Manifest(home, name, readonly=True)
+        with reading(home, name) as reader:
+            old = reader is not None and reader.schema_version() < SCHEMA_VERSION
+        if old:
             try:
-                old = reader.schema_version() < SCHEMA_VERSION
-            finally:
-                reader.close()
-            if old:
-                try:
-                    with writer_lock(self.settings, name, wait=False, purpose="upgrade"):
-                        writer = Manifest(home, name)
-                        try:
-                            upgrade_schema(writer, collection)
-                        finally:
-                            writer.close()
-                except CollectionBusyError:
-                    return
+                with writer_lock(self.settings, name, wait=False, purpose="upgrade"):
+                    writer = Manifest(home, name)
+                    try:
+                        upgrade_schema(writer, collection)
+                    finally:
+                        writer.close()
+            except CollectionBusyError:
+                return
         self._current.add(name)
 
     def _top_k(self, top_k: int | None) -> int:

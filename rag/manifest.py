@@ -415,6 +415,19 @@ def remove_manifest(home: Path, collection: str) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+@contextmanager
+def reading(home: Path, collection: str) -> Iterator[Manifest | None]:
+    """A collection's manifest opened read-only (None when it has none), closed afterwards."""
+    if not manifest_exists(home, collection):
+        yield None
+        return
+    manifest = Manifest(home, collection, readonly=True)
+    try:
+        yield manifest
+    finally:
+        manifest.close()
+
+
 def list_collections(home: Path) -> list[str]:
     folder = home / "manifests"
     return sorted(p.stem for p in folder.glob("*.sqlite3")) if folder.is_dir() else []

@@ -14,7 +14,7 @@ from rag import store
 from rag.answer import SourceRef
 from rag.errors import UserError
 from rag.keyword import KeywordIndex
-from rag.manifest import Manifest, manifest_exists
+from rag.manifest import reading
 from rag.settings import Settings
 from rag.store import Chunk
 
@@ -70,17 +70,14 @@ class PathFilter:
         if glob is None:
             return None
         matched: list[tuple[str, str]] = []
-        if manifest_exists(home, collection):
-            manifest = Manifest(home, collection, readonly=True)
-            try:
+        with reading(home, collection) as manifest:
+            if manifest is not None:
                 matched = [(p, key) for p, key in manifest.stored_paths() if matches(p, glob)]
                 cited, ids = manifest.contents_of(matched)
                 by_key = {key: path for path, key in matched}
                 shown_as = {
                     path: by_key[key] for path, key in manifest.cited_keys(cited) if key in by_key
                 }
-            finally:
-                manifest.close()
         if not matched:
             raise NoMatchingFilesError(
                 f"no stored file of collection '{collection}' matches the filter '{glob}'; "
