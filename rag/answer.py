@@ -25,6 +25,9 @@ REFUSAL_PATTERNS = [
     r"(?:cannot|can't|could not|couldn't) find (?:the answer|any information|this)",
     r"dokumen tidak (?:memuat|berisi|mengandung)",
 ]
+# Why an answer was refused when the evidence checks let the question through.
+MODEL_REFUSED = "the model found no answer in the passages"
+NOTHING_GIVEN = "no passage fitted in the model's context"
 CITATION_RE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
@@ -66,12 +69,14 @@ class Answer:
     cited: list[int] = field(default_factory=list)
     chunks_used: int = 0
     attributed: bool = False  # the citations were added by matching, not written by the model
+    refusal_reason: str | None = None  # one line: why the documents were judged not to answer
 
     def to_json(self) -> dict:
         return {
             "answer": self.text,
             "sources": [s.public() for s in self.sources],
             "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
             "cited": self.cited,
             "chunks_used": self.chunks_used,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},

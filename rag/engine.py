@@ -179,13 +179,18 @@ class AnswerStream:
             if prepared.used and len(self._pieces) > 1 and streaming > 0:
                 # llama.cpp streams one token per piece: the speed a person sees
                 timings["tokens_per_s"] = (len(self._pieces) - 1) / streaming
+        retrieval = prepared.retrieval
+        reason = retrieval.reason if retrieval.refused else None
+        if reason is None and answers.is_refusal(text):
+            reason = answers.MODEL_REFUSED if prepared.used else answers.NOTHING_GIVEN
         self.answer = Answer(
             text=text,
-            sources=prepared.retrieval.sources,
-            refused=prepared.retrieval.refused or answers.is_refusal(text),
+            sources=retrieval.sources,
+            refused=reason is not None,
             timings=timings,
             cited=answers.cited_numbers(text, len(prepared.used)),
             chunks_used=len(prepared.used),
+            refusal_reason=reason,
         )
 
 
@@ -289,8 +294,10 @@ class Engine:
         where: str | None = None,
         *,
         settings: Settings | None = None,
+        assess: bool = True,
     ) -> Retrieval:
-        """The best passages for a question, and whether the evidence is too weak to answer."""
+        """The best passages for a question, and whether the evidence is too weak to answer
+        (`assess=False`: ranking only, without reading the passages' sentences)."""
         settings = settings or self.settings
         name = collection or self.settings.collection
         top_k = self._top_k(top_k)
@@ -309,7 +316,7 @@ class Engine:
             self.models.reranker,
             self.keywords.load(name, coll),
         )
-        retrieval = retriever.retrieve(question, top_k, path_filter)
+        retrieval = retriever.retrieve(question, top_k, path_filter, assess=assess)
         if not retrieval.sources and store.count_chunks(coll) == 0:
             raise self._empty(name)
         return retrieval

@@ -66,6 +66,8 @@ class Outcome:
     answer: str | None = None
     cited: list[tuple[str, int | None]] = field(default_factory=list)
     generate_s: float | None = None
+    refusal_reason: str | None = None
+    check: str | None = None  # the evidence check that refused (topic, key_terms, ...)
 
     @property
     def rank(self) -> int | None:
@@ -83,6 +85,7 @@ class Outcome:
             "rank": self.rank,
             "page_rank": self.page_rank,
             "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
             "retrieve_s": round(self.retrieve_s, 4),
             "top": [{"file": f, "page": p} for f, p in self.retrieved[:3]],
         }
@@ -217,8 +220,16 @@ def report(outcomes: list[Outcome]) -> dict:
             groups.setdefault(key(outcome), []).append(outcome)
         return {name: metrics(items) for name, items in sorted(groups.items())}
 
+    refused_by: dict[str, dict[str, int]] = {}
+    for outcome in outcomes:
+        if outcome.refused:
+            counts = refused_by.setdefault(
+                outcome.check or "model", {"unanswerable": 0, "answerable": 0}
+            )
+            counts["answerable" if outcome.question.answerable else "unanswerable"] += 1
     return {
         "overall": metrics(outcomes),
+        "refused_by": refused_by,
         "by_language": grouped(lambda o: o.question.language),
         "by_kind": grouped(lambda o: o.question.kind),
         "questions": [o.to_json() for o in outcomes],
@@ -239,12 +250,18 @@ def run(
         started = time.perf_counter()
         retrieval = engine.retrieve(question.question, collection, top_k=k)
         retrieve_s = time.perf_counter() - started
-        ranked = retrieval if k >= 10 else engine.retrieve(question.question, collection, top_k=10)
+        ranked = (
+            retrieval
+            if k >= 10
+            else engine.retrieve(question.question, collection, top_k=10, assess=False)
+        )
         outcome = Outcome(
             question=question,
             retrieved=[(s.file, s.page) for s in ranked.sources],
             refused=retrieval.refused,  # decided on the k passages an answer would use
             retrieve_s=retrieve_s,
+            refusal_reason=retrieval.reason,
+            check=retrieval.check,
         )
         if generate:
             started = time.perf_counter()
@@ -252,6 +269,8 @@ def run(
             outcome.generate_s = answer.timings.get("generate_s", time.perf_counter() - started)
             outcome.answer = answer.text
             outcome.refused = answer.refused
+            outcome.refusal_reason = answer.refusal_reason
+            outcome.check = outcome.check if retrieval.refused else None
             outcome.cited = [
                 (answer.sources[n - 1].file, answer.sources[n - 1].page) for n in answer.cited
             ]

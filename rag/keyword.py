@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 # Words, numbers and identifiers; "e-214", "unixepoch()", "/var/log/" keep their joined form
 # and also give their parts.
 TOKEN_RE = re.compile(r"\w+(?:[-_./:]\w+)*", re.UNICODE)
+# Question and function words (English, Indonesian): they carry no fact to look for, and in a
+# small library their rarity in the documents would give them a high IDF.
+FUNCTION_WORDS = frozenset(
+    """a an the of is are was were be been being do does did done can could should shall will would
+    may might must has have had i me my you your we our us they them their it its he she his her
+    this that these those what which how when where who whom whose why there here with without from
+    into onto for to in on at by as and or but not no nor if then than so such very just only also
+    about over under before after again any all some each much many more most other same own up out
+    off too yes get got i'm don't doesn't can't isn't
+    yang ini itu saya aku anda kamu kita kami mereka dia ia apa apakah bagaimana berapa kapan mana
+    siapa mengapa kenapa di ke dari untuk agar supaya bisa dapat dan atau serta dengan pada dalam
+    oleh akan sudah telah belum tidak bukan jika kalau adalah ialah harus perlu cara saat ada juga
+    lagi sebuah seorang para""".split()
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -58,7 +72,7 @@ class KeywordIndex:
 
         A question about something the documents never mention keeps words no passage has.
         """
-        words = {t for t in tokenize(question) if not re.search(r"[-_./:]", t)}
+        words = {t for t in tokenize(question) if not re.search(r"[-_./:]", t)} - FUNCTION_WORDS
         words = words or set(tokenize(question))
         total = sum(self.idf(w) for w in words)
         if not total:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rag import store
 from rag.answer import SourceRef
+from rag.answerability import Signals, judge, read_evidence
 from rag.errors import UserError
 from rag.keyword import KeywordIndex
 from rag.manifest import reading
@@ -19,6 +20,9 @@ from rag.settings import Settings
 from rag.store import Chunk
 
 RRF_K = 60  # the usual constant: rank 1 scores 1/61, rank 10 scores 1/70
+
+
+TOPIC_REASON = "no passage is about what the question asks"
 
 
 @dataclass
@@ -29,6 +33,11 @@ class Retrieval:
     best_score: float
     coverage: float
     refused: bool
+    reason: str | None = None  # why it was refused, in one line
+    check: str | None = (
+        None  # the check that refused: topic, key_terms, default, answer_type, support
+    )
+    signals: Signals | None = None
 
 
 class NoMatchingFilesError(UserError):
@@ -107,7 +116,12 @@ class Retriever:
         self.index = index
 
     def retrieve(
-        self, question: str, top_k: int, path_filter: PathFilter | None = None
+        self,
+        question: str,
+        top_k: int,
+        path_filter: PathFilter | None = None,
+        *,
+        assess: bool = True,
     ) -> Retrieval:
         mode = self.settings.retrieval_mode
         pool = max(self.settings.candidates, top_k)
@@ -134,15 +148,26 @@ class Retriever:
         best = max((s.score for s in sources), default=0.0)
         passages = [f"{s.title} {s.heading} {s.text}" for s in sources]
         coverage = self.index.coverage(question, passages)
-        return Retrieval(sources, best, coverage, refused=self.weak(best, coverage))
-
-    def weak(self, best: float, coverage: float) -> bool:
-        """Too little evidence to answer: passages neither close in meaning nor sharing the
-        question's distinctive words (thresholds calibrated with `rag eval`, docs/quality.md)."""
-        s = self.settings
-        return best < s.refuse_below or (
-            best < s.refuse_unless_similar and coverage < s.refuse_min_coverage
+        if off_topic(best, coverage, self.settings):
+            return Retrieval(sources, best, coverage, True, TOPIC_REASON, "topic")
+        if not assess:
+            return Retrieval(sources, best, coverage, False)
+        signals = read_evidence(
+            question, sources, query_vector, self.embedder.get_text_embedding_batch, self.index.idf
         )
+        verdict = judge(signals, self.settings)
+        return Retrieval(
+            sources, best, coverage, verdict.refused, verdict.reason, verdict.signal, signals
+        )
+
+
+def off_topic(best: float, coverage: float, settings: Settings) -> bool:
+    """Too little evidence to answer: passages neither close in meaning nor sharing the
+    question's distinctive words (thresholds calibrated with `rag eval`, docs/quality.md)."""
+    s = settings
+    return best < s.refuse_below or (
+        best < s.refuse_unless_similar and coverage < s.refuse_min_coverage
+    )
 
 
 def fuse(rankings: list[list[str]]) -> list[str]:

@@ -88,13 +88,31 @@ class Settings(BaseSettings):
         3, ge=0, le=100, description="Most passages from one file in an answer's sources (0: any)."
     )
     refuse_below: float = Field(
-        0.30, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
+        0.35, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
     )
     refuse_unless_similar: float = Field(
-        0.65, ge=-1.0, le=1.0, description="Below this cosine, also require word coverage."
+        0.70, ge=-1.0, le=1.0, description="Below this cosine, also require word coverage."
     )
     refuse_min_coverage: float = Field(
-        0.34, ge=0.0, le=1.0, description="Share of the question's distinctive words needed."
+        0.20, ge=0.0, le=1.0, description="Share of the question's distinctive words needed."
+    )
+    refuse_missing_terms: bool = Field(
+        True,
+        description="Refuse when no passage mentions an identifier or version the question names.",
+    )
+    refuse_unstated_default: bool = Field(
+        True,
+        description="Refuse a question asking for a default number when no passage states one.",
+    )
+    refuse_min_typed_support: float = Field(
+        0.50,
+        ge=-1.0,
+        le=2.0,
+        description="Support needed by the best sentence stating the asked kind of value (number, "
+        "version, date, name): its cosine plus half its share of the question's words.",
+    )
+    refuse_min_support: float = Field(
+        0.72, ge=-1.0, le=2.0, description="Support needed by the best sentence of the passages."
     )
     rerank_model: str = Field("", description="Local CrossEncoder folder; empty = no reranker.")
     embed_query_prefix: str = Field("", description="Prepended to questions (e5: 'query: ').")

@@ -36,7 +36,14 @@ def rag_home(tmp_path_factory, monkeypatch) -> Path:
 
 # The refusal thresholds are calibrated for the real embedding model; the fakes' scores mean
 # nothing, so tests with fakes switch refusal off (tests of refusal switch it back on).
-NO_REFUSAL = {"refuse_below": -1.0, "refuse_unless_similar": -1.0}
+NO_REFUSAL = {
+    "refuse_below": -1.0,
+    "refuse_unless_similar": -1.0,
+    "refuse_missing_terms": False,
+    "refuse_unstated_default": False,
+    "refuse_min_typed_support": -1.0,
+    "refuse_min_support": -1.0,
+}
 
 
 @pytest.fixture

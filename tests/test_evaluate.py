@@ -113,7 +113,7 @@ def test_report_groups_by_language_and_kind():
         outcome(q("2", [("a.md", None)], kind="number"), []),
     ]
     data = report(outcomes)
-    assert set(data) == {"overall", "by_language", "by_kind", "questions"}
+    assert set(data) == {"overall", "refused_by", "by_language", "by_kind", "questions"}
     assert data["by_language"]["id"]["hit@1"] == 1.0 and data["by_language"]["en"]["hit@1"] == 0.0
     assert data["questions"][1]["rank"] is None and data["questions"][0]["rank"] == 1
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from rag.answer import Answer, SourceRef
 from rag.app import build_app
 from rag.settings import load_settings
-from tests.conftest import FakeLLM
+from tests.conftest import NO_REFUSAL, FakeLLM
 from tests.test_safe_markdown import live_parts, visible_text
 from ui.transcript import conversation_markdown
 
@@ -40,9 +40,7 @@ def unescape(markdown: str) -> str:
 @pytest.fixture
 def page_home(rag_home, monkeypatch, fake_embedder, tmp_path):
     """A library of one document, and the page wired to the fake models."""
-    monkeypatch.setenv("RAG_REFUSE_BELOW", "-1")
-    monkeypatch.setenv("RAG_REFUSE_UNLESS_SIMILAR", "-1")
-    app = build_app(load_settings(), embedder=fake_embedder, llm=FakeLLM(reply=HOSTILE))
+    app = build_app(load_settings(**NO_REFUSAL), embedder=fake_embedder, llm=FakeLLM(reply=HOSTILE))
     doc = tmp_path / "docs" / "[x](http:evil) leave.md"
     doc.parent.mkdir()
     doc.write_text("# Leave <b>policy</b>\n\nEmployees get 25 days of paid annual leave.\n")
