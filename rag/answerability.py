@@ -41,7 +41,7 @@ _NOUNS_NUMBER = (
 )
 _NOUNS_NAME = (
     r"option|flag|setting|parameter|variable|command|file|program|tool|application|app|"
-    r"package|function|key|directive|sysctl|featureset|argument|switch|module|field|target|"
+    r"package|function|key|directive|argument|switch|module|field|target|"
     r"method|library|directory|folder|path|name|extension|plugin|format|protocol|header|"
     r"environment variable|config(?:uration)? (?:key|value)|value"
 )
@@ -129,7 +129,7 @@ STATES_DEFAULT = re.compile(
 # versions (5.2, 3.11.0), words with digits (RV710, amd64), and "quoted" words.
 KEY_TERM = re.compile(
     r"(?<![\w-])(?:--?[A-Za-z][\w-]*|[A-Za-z]*[a-z][A-Za-z]*[A-Z]\w*|[A-Z]+[A-Z][a-z]\w*|\w+(?:[_=]\w*)+|\d+(?:\.\d+)+"
-    r"|[A-Za-z]+\d+\w*|\d+[A-Za-z]+\w*)"
+    r"|[A-Za-z]+\d+\w*|\d+[A-Za-z]+\w*|[A-Za-z]+-\d+\w*|[^\W\d_]{2,}(?:-[^\W\d_]{2,})+)"
 )
 FILLERS = frozenset(
     "a an the of is are was were do does did can could should will would may might must has have had "
@@ -194,23 +194,40 @@ def mentions(words: tuple[str, ...], tokens: set[str]) -> bool:
 def key_terms(question: str) -> tuple[str, ...]:
     terms = [match.group().strip("-=") for match in KEY_TERM.finditer(question)]
     terms += [match.group(1).strip() for match in QUOTED.finditer(question)]
-    return tuple(t for t in dict.fromkeys(terms) if len(t) >= 2 and not t.isdigit())
+    return tuple(
+        t for t in dict.fromkeys(terms) if len(t) >= 2 and not t.isdigit() and not _doubled(t)
+    )
 
 
-def missing_terms(terms: Sequence[str], vocabulary: set[str]) -> list[str]:
+def _stem(word: str) -> str:
+    """A pattern for a word and its inflections ("carried" also matches "carry")."""
+    return re.escape(word[:4]) + r"\w*" if len(word) > 4 else re.escape(word) + r"\w*"
+
+
+def _doubled(term: str) -> bool:
+    """A reduplicated word ("berkas-berkas", Indonesian plural): not a term of its own."""
+    parts = term.lower().split("-")
+    return len(parts) > 1 and len(set(parts)) == 1
+
+
+def missing_terms(terms: Sequence[str], vocabulary: set[str], text: str = "") -> list[str]:
     """The key terms no passage mentions. A term is mentioned when its whole token is there,
-    when every part of a hyphenated word is ("hard-drive" by "hard" and "drive"), or when a word
-    of letters starts a longer token ("RFC" in "rfc8878"). Versions must match whole."""
+    when a hyphenated word is written with a space, as one word or inflected ("hard drive",
+    "realtime", "carry-over" for "carried-over" in the passages' `text`), or when a word of letters starts a longer token ("RFC" in "rfc8878").
+    Versions and codes must match whole."""
+    lowered = " ".join(text.lower().split())
     missing = []
     for term in terms:
         tokens = tokenize(term)
         if not tokens:
             continue
-        whole, parts = tokens[0], tokens[1:]
+        whole = tokens[0]
         if whole in vocabulary:
             continue
-        if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", whole) and all(p in vocabulary for p in parts):
-            continue  # "hard-drive" written "hard drive"; not versions such as 3.1.1
+        if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", whole):
+            spelt = r"[\s-]?".join(_stem(p) for p in whole.split("-"))
+            if re.search(rf"(?<!\w){spelt}(?!\w)", lowered):
+                continue
         if whole.isalpha() and len(whole) >= 3 and any(w.startswith(whole) for w in vocabulary):
             continue
         missing.append(term)
@@ -277,10 +294,12 @@ def read_evidence(
     weights = {w: weight(w) for w in words}
     total = sum(weights.values()) or 1.0
     vocabulary: set[str] = set()
+    passages: list[str] = []
     rows: list[tuple[str, int, float, frozenset[str]]] = []  # sentence, source, coverage, words
     for index, source in enumerate(sources):
         around = set(tokenize(f"{source.title} {source.heading} {source.file_name}"))
         vocabulary |= around | set(tokenize(source.text))
+        passages.append(f"{source.title} {source.heading} {source.text}")
         pieces = [" ".join(source.text[a:b].split()) for a, b in sentence_spans(source.text)]
         tokens = [set(tokenize(piece)) for piece in pieces]
         for i, piece in enumerate(pieces):
@@ -289,7 +308,7 @@ def read_evidence(
             near |= tokens[i + 1] if i + 1 < len(tokens) else set()
             share = sum(v for w, v in weights.items() if w in near) / total
             rows.append((piece, index, share, frozenset(near)))
-    signals = Signals(asked, missing_terms(asked.key_terms, vocabulary))
+    signals = Signals(asked, missing_terms(asked.key_terms, vocabulary, " ".join(passages)))
     rows = rows[:MAX_SENTENCES]
     if not rows:
         return signals

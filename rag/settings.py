@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         3, ge=0, le=100, description="Most passages from one file in an answer's sources (0: any)."
     )
     refuse_below: float = Field(
-        0.35, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
+        0.30, ge=-1.0, le=1.0, description="Refuse without the LLM when the best cosine is lower."
     )
     refuse_unless_similar: float = Field(
         0.70, ge=-1.0, le=1.0, description="Below this cosine, also require word coverage."

@@ -66,9 +66,16 @@ def test_key_terms_are_identifiers_versions_and_quoted_words():
     assert key_terms("I'm asking what the port is, don't you know?") == ()
 
 
+def test_key_terms_include_codes_and_hyphenated_words_not_plurals():
+    terms = key_terms("Does error E-305 stop long-distance mode? Berkas-berkas mana?")
+    assert terms == ("E-305", "long-distance")
+
+
 def test_missing_terms_match_whole_versions_and_spelt_out_compounds():
-    vocabulary = {"3", "1", "3.1.3", "hard", "drive", "rfc8878", "lxde"}
-    assert missing_terms(("3.1.1", "hard-drive", "RFC", "LXQt"), vocabulary) == ["3.1.1", "LXQt"]
+    vocabulary = {"3", "1", "3.1.3", "hard", "drive", "rfc8878", "lxde", "long", "distance", "e-214"}
+    text = "Hard Drive: 4 GB. A long range helps over distance. Error E-214. Carry-over: 5 days."
+    terms = ("3.1.1", "hard-drive", "RFC", "LXQt", "long-distance", "E-305", "carried-over")
+    assert missing_terms(terms, vocabulary, text) == ["3.1.1", "LXQt", "long-distance", "E-305"]
 
 
 def test_key_term_check_refuses_a_question_about_an_unmentioned_identifier():

@@ -91,6 +91,7 @@ def test_a_refusal_says_not_in_your_documents_and_shows_the_closest(library, fak
     test.chat_input[0].set_value("What is the boiling point of tungsten?").run()
     assert not test.exception, test.exception
     assert any("Not in your documents" in w.value for w in test.warning)
+    assert any("Why: no passage is about what the question asks" in w.value for w in test.warning)
     closest = [e for e in test.expander if e.label.startswith("Closest passages")]
     assert closest and cards(test)
     assert llm.prompts == []  # no made-up answer: the model was not asked

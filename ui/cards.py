@@ -49,8 +49,9 @@ def show_answer(app: App, turn: dict, collection: str, key: str) -> None:
         st.markdown(safe_markdown(turn["content"]))
         return
     if answer.refused:
+        why = f" Why: {escape_text(answer.refusal_reason)}." if answer.refusal_reason else ""
         st.warning(
-            f"**{NOT_IN_DOCUMENTS}.** The closest passages are below; none of them says this."
+            f"**{NOT_IN_DOCUMENTS}.**{why} The closest passages are below; none of them says this."
         )
     else:
         st.markdown(badged(answer.text, len(answer.sources)))

@@ -232,7 +232,7 @@ def test_an_answer_cut_short_by_stop_or_a_new_question_is_kept(sample_home, tmp_
         first, second = messages.nth(1), messages.nth(3)
         expect(first).to_contain_text("Stopped before the end")
         expect(second).not_to_contain_text("Stopped before the end")
-        box.fill("Who approves leave requests?")
+        box.fill("How much notice do I need to give for a leave request?")
         box.press("Enter")
         started(5)
         page.get_by_role("button", name="Stop").click()
