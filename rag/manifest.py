@@ -159,9 +159,14 @@ class Manifest:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             fresh = not self._has_table("files")
-            self.db.executescript(SCHEMA)
-            if fresh:  # a new collection is written in today's layout from its first chunk
-                self.set_schema_version(SCHEMA_VERSION)
+            # One transaction: a reader sees either no tables yet or all of them.
+            version = (
+                "INSERT OR REPLACE INTO meta (key, value) VALUES "
+                f"('schema_version', '{SCHEMA_VERSION}');"
+                if fresh  # a new collection is written in today's layout from its first chunk
+                else ""
+            )
+            self.db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{version}COMMIT;")
             self._add_missing_columns()
             self._select = select_files(True)
         except (sqlite3.Error, OSError) as exc:
@@ -421,11 +426,28 @@ def reading(home: Path, collection: str) -> Iterator[Manifest | None]:
     if not manifest_exists(home, collection):
         yield None
         return
-    manifest = Manifest(home, collection, readonly=True)
+    try:
+        manifest = Manifest(home, collection, readonly=True)
+    except ManifestError:
+        if not _has_tables(manifest_path(home, collection)):
+            yield None  # the first writer has created the file and not yet its tables
+            return
+        raise
     try:
         yield manifest
     finally:
         manifest.close()
+
+
+def _has_tables(path: Path) -> bool:
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+        try:
+            return db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return True  # unreadable: let the caller's error stand
 
 
 def list_collections(home: Path) -> list[str]:

@@ -214,3 +214,25 @@ def test_an_embedding_failure_midway_through_a_file_leaves_no_orphans(settings, 
     again = sound.ingest([big])
     assert again.files == 1 and again.chunks > 1
     consistent(settings)
+
+
+def test_a_manifest_still_being_created_reads_as_empty_not_damaged(tmp_path):
+    """The first writer creates the file, then its tables in one transaction: a reader in
+    between sees an empty collection, never "damaged" or a missing table."""
+    import sqlite3
+
+    from rag.manifest import ManifestError, manifest_path, reading
+
+    path = manifest_path(tmp_path, "default")
+    path.parent.mkdir(parents=True)
+    sqlite3.connect(path).close()  # the file exists, no table yet
+    with reading(tmp_path, "default") as manifest:
+        assert manifest is None
+    writer = Manifest(tmp_path, "default")  # creates every table at once
+    with reading(tmp_path, "default") as manifest:
+        assert manifest is not None and manifest.records() == []
+        assert manifest.contents_of([]) == ([], set())
+    writer.close()
+    path.write_bytes(b"not a database at all, not even close" * 100)
+    with pytest.raises(ManifestError, match="damaged"), reading(tmp_path, "default"):
+        pass
