@@ -105,14 +105,14 @@ class Settings(BaseSettings):
         description="Refuse a question asking for a default number when no passage states one.",
     )
     refuse_min_typed_support: float = Field(
-        0.50,
+        0.60,
         ge=-1.0,
         le=2.0,
         description="Support needed by the best sentence stating the asked kind of value (number, "
         "version, date, name): its cosine plus half its share of the question's words.",
     )
     refuse_min_support: float = Field(
-        0.72, ge=-1.0, le=2.0, description="Support needed by the best sentence of the passages."
+        0.40, ge=-1.0, le=2.0, description="Support needed by the best sentence of the passages."
     )
     rerank_model: str = Field("", description="Local CrossEncoder folder; empty = no reranker.")
     embed_query_prefix: str = Field("", description="Prepended to questions (e5: 'query: ').")

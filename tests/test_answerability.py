@@ -72,7 +72,18 @@ def test_key_terms_include_codes_and_hyphenated_words_not_plurals():
 
 
 def test_missing_terms_match_whole_versions_and_spelt_out_compounds():
-    vocabulary = {"3", "1", "3.1.3", "hard", "drive", "rfc8878", "lxde", "long", "distance", "e-214"}
+    vocabulary = {
+        "3",
+        "1",
+        "3.1.3",
+        "hard",
+        "drive",
+        "rfc8878",
+        "lxde",
+        "long",
+        "distance",
+        "e-214",
+    }
     text = "Hard Drive: 4 GB. A long range helps over distance. Error E-214. Carry-over: 5 days."
     terms = ("3.1.1", "hard-drive", "RFC", "LXQt", "long-distance", "E-305", "carried-over")
     assert missing_terms(terms, vocabulary, text) == ["3.1.1", "LXQt", "long-distance", "E-305"]
@@ -103,37 +114,35 @@ def test_default_check_needs_a_sentence_stating_a_default():
     assert not judge(signals(asked, states_default), settings(refuse_min_support=0)).refused
 
 
-def test_answer_type_check_needs_a_value_of_the_asked_kind():
-    asked = "Which release of the tool added the worktree command?"
-    no_version = "The worktree command manages several working trees attached to one repository."
-    with_version = "The worktree command was added in release 2.5 of the tool."
+@pytest.mark.parametrize(
+    ("asked", "without", "stated", "reason"),
+    [
+        (
+            "Which release of the tool added the worktree command?",
+            "The worktree command manages several working trees attached to one repository.",
+            "The worktree command was added in release 2.5 of the tool.",
+            "no passage states the asked version",
+        ),
+        (  # a number, but not of what is counted
+            "How many lines of context does the unified format show?",
+            "The unified format shows changes compactly. It was added in 1990.",
+            "The unified format shows 3 lines of context around each change.",
+            "no passage states the asked number",
+        ),
+        (
+            "How much does the CarePlus plan cost per robot?",
+            "CarePlus extends the warranty of each robot to 60 months.",
+            "CarePlus costs EUR 1,200 per robot per year.",
+            "no passage states the asked amount of money",
+        ),
+    ],
+)
+def test_answer_type_check_needs_a_value_of_the_asked_kind(asked, without, stated, reason):
     lenient = settings(refuse_min_support=0, refuse_min_typed_support=0.3)
-    missing = judge(signals(asked, no_version), lenient)
-    assert missing.refused and missing.signal == "answer_type"
-    assert missing.reason == "no passage states the asked version"
-    assert not judge(signals(asked, with_version), lenient).refused
-
-
-def test_a_number_must_come_with_what_is_counted():
-    asked = "How many lines of context does the unified format show?"
-    other_number = "The unified format shows changes compactly. It was added in 1990."
-    counted = "The unified format shows 3 lines of context around each change."
-    lenient = settings(refuse_min_support=0, refuse_min_typed_support=0.3)
-    assert signals(asked, other_number).typed is None
-    assert judge(signals(asked, other_number), lenient).signal == "answer_type"
-    assert signals(asked, counted).typed.text == counted
-    assert not judge(signals(asked, counted), lenient).refused
-
-
-def test_money_question_needs_an_amount_of_money():
-    asked = "How much does the CarePlus plan cost per robot?"
-    no_price = "CarePlus extends the warranty of each robot to 60 months."
-    price = "CarePlus costs EUR 1,200 per robot per year."
-    lenient = settings(refuse_min_support=0, refuse_min_typed_support=0.3)
-    assert judge(signals(asked, no_price), lenient).reason == (
-        "no passage states the asked amount of money"
-    )
-    assert not judge(signals(asked, price), lenient).refused
+    missing = judge(signals(asked, without), lenient)
+    assert missing.refused and missing.signal == "answer_type" and missing.reason == reason
+    assert signals(asked, stated).typed.text == stated
+    assert not judge(signals(asked, stated), lenient).refused
 
 
 def test_support_is_the_best_sentence_not_the_whole_passage():

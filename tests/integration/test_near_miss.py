@@ -19,9 +19,9 @@ def test_near_miss_questions_are_refused_and_answerable_ones_answered(sample_hom
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     overall = report["overall"]
-    # The topic gate alone gives 0.12 / 0.00 here; with the evidence checks 0.50 / 0.12.
+    # The topic gate alone refuses 0.06 here (false refusals 0.00); with the checks 0.44 / 0.00.
     assert overall["refusal_rate"] >= 0.4, overall
-    assert overall["false_refusal_rate"] <= 0.2, overall
+    assert overall["false_refusal_rate"] <= 0.13, overall
     assert overall["hit@5"] >= 0.9, overall
     by_id = {q["id"]: q for q in report["questions"]}
     assert all(q["refusal_reason"] for q in by_id.values() if q["refused"])
@@ -42,4 +42,3 @@ def test_ask_json_gives_the_reason_and_never_calls_the_model(sample_home):
     assert answer["refused"] is True
     assert answer["refusal_reason"] == "no passage mentions '3.1.1'"
     assert answer["sources"], "the passages looked at are still shown"
-
