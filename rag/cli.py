@@ -1,4 +1,5 @@
-"""The `rag` command: a thin layer over the App's engine (ask, chat, eval, model, status, ui)."""
+"""The `rag` command: a thin layer over the App's engine (ask, chat, eval, model, status, ui,
+serve, keys)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from rag.answer import Answer
 from rag.app import App
+from rag.cli_serve import add_serve_commands
 from rag.cli_support import (
     EXIT_STATUS_HELP,
     HelpFormatter,
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--collection", "-c", type=collection_name, help="collection selected when the page opens"
     )
     ui.set_defaults(handler=run_ui)
+    add_serve_commands(sub)
     return parser
 
 

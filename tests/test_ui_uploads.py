@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rag.settings import load_settings
 from rag.ui_launch import streamlit_command
-from ui.uploads import safe_name, store_upload, upload_limit_mb
+from rag.uploads import safe_name, store_upload, upload_limit_mb
 
 
 def test_same_name_other_bytes_keeps_both(tmp_path):

@@ -21,7 +21,7 @@ from rag.errors import UserError
 from rag.manifest import FileRecord
 from ui import state
 from ui.safe_markdown import escape_text
-from ui.uploads import store_upload, upload_limit_mb
+from rag.uploads import store_upload, upload_limit_mb
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_docs"
 

@@ -1,0 +1,327 @@
+"""`rag serve`: the HTTP API, the third front-end over the same App as the CLIs and the page.
+
+Routes (all JSON; errors are `{"error": {"type", "message"}}`, never a traceback):
+- GET  /healthz                                  alive (no key needed)
+- GET  /readyz                                   models loaded and store reachable
+- GET  /v1/models                                the collections the key may use (OpenAI shape)
+- GET  /v1/collections/{name}/documents          the collection's files, from the manifest
+- POST /v1/collections/{name}/documents          multipart upload (field `files`), then ingest
+- DELETE /v1/collections/{name}/documents/{id}   forget one file and its chunks
+- POST /v1/collections/{name}/search             passages only, best first
+- POST /v1/collections/{name}/ask                `rag ask --json`; "stream": true gives SSE
+- POST /v1/chat/completions                      OpenAI-compatible; `model` is the collection
+
+Keys (rag.keys) are sent as `Authorization: Bearer <key>`. A key opens its collections only: any
+other collection answers 404 as if it did not exist, and a read-only key gets 403 on writes.
+Without any key the server is open, which `rag serve` allows on a loopback address only.
+"""
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag.answer import Answer
+from rag.app import App
+from rag.errors import UserError
+from rag.keys import ApiKey, KeyStore
+from rag.locks import CollectionBusyError
+from rag.manifest import FileRecord, UnknownCollectionError
+from rag.uploads import store_upload
+
+API_VERSION = "1"
+
+
+class ApiError(Exception):
+    """An error answered as JSON with its HTTP status."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
+
+
+@dataclass
+class Access:
+    """Who is calling: a key, or anyone when the server has no keys."""
+
+    key: ApiKey | None
+
+    def collections(self, existing: list[str]) -> list[str]:
+        return [n for n in existing if self.key is None or self.key.allows(n)]
+
+    def check(self, collection: str, write: bool = False) -> None:
+        if self.key is not None and not self.key.allows(collection):
+            raise ApiError(404, "not_found", f"collection '{collection}' not found")
+        if write and self.key is not None and self.key.read_only:
+            raise ApiError(403, "forbidden", "this key is read-only")
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=10_000)
+    top_k: int | None = Field(None, ge=1, le=100)
+    where: str | None = Field(None, description="a glob on stored paths, e.g. '*.pdf'")
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=10_000)
+    history: list[str] = Field(default_factory=list, max_length=50)
+    top_k: int | None = Field(None, ge=1, le=100)
+    where: str | None = None
+    stream: bool = False
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str | None = ""
+
+
+class ChatRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+def document_id(path: str) -> str:
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+
+
+def document(record: FileRecord) -> dict:
+    return {"id": document_id(record.path), **record.public()}
+
+
+def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
+    """The FastAPI application over `app`; `keys` decides who may use which collection."""
+    api = FastAPI(
+        title="rag",
+        version=API_VERSION,
+        description="Private question answering over your own documents.",
+    )
+    ready = threading.Event()
+
+    def access(request: Request) -> Access:
+        stored = keys.load()
+        if not stored:
+            return Access(None)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send an API key: Authorization: Bearer <key>")
+        key = keys.find(token.strip())
+        if key is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        return Access(key)
+
+    def collection_names() -> list[str]:
+        return app.store.names()
+
+    def busy_check() -> None:
+        if app.engine.queue_length >= max_queue:
+            raise ApiError(
+                503, "busy", f"{max_queue} answers are queued; try again", {"Retry-After": "5"}
+            )
+
+    @api.exception_handler(ApiError)
+    def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.kind, exc.message, exc.headers)
+
+    @api.exception_handler(UserError)
+    def user_error(_: Request, exc: UserError) -> JSONResponse:
+        if isinstance(exc, UnknownCollectionError):
+            return error_response(404, "not_found", str(exc))
+        if isinstance(exc, CollectionBusyError):
+            return error_response(503, "busy", str(exc), {"Retry-After": "5"})
+        return error_response(400, "bad_request", str(exc))
+
+    @api.exception_handler(RequestValidationError)
+    def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @api.exception_handler(StarletteHTTPException)
+    def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @api.exception_handler(Exception)
+    def bug(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal", f"unexpected {type(exc).__name__}; see the log")
+
+    @api.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            collection_names()
+            app.models.embedder  # noqa: B018 - loads the model once
+        except UserError as exc:
+            return error_response(503, "not_ready", str(exc))
+        ready.set()
+        return JSONResponse({"status": "ready"})
+
+    @api.get("/v1/models")
+    def models(who: Annotated[Access, Depends(access)]) -> dict:
+        names = who.collections(collection_names())
+        if who.key is not None:
+            names = sorted(set(names) | set(who.key.collections))
+        return {
+            "object": "list",
+            "data": [{"id": n, "object": "model", "owned_by": "rag", "created": 0} for n in names],
+        }
+
+    @api.get("/v1/collections/{name}/documents")
+    def list_documents(name: str, who: Annotated[Access, Depends(access)]) -> dict:
+        who.check(name)
+        return {"collection": name, "documents": [document(r) for r in app.engine.library(name)]}
+
+    @api.post("/v1/collections/{name}/documents")
+    def upload(
+        name: str,
+        files: Annotated[list[UploadFile], File()],
+        who: Annotated[Access, Depends(access)],
+    ) -> dict:
+        who.check(name, write=True)
+        limit = app.settings.max_file_mb
+        folder = app.settings.home / "uploads" / name
+        stored, notes = [], []
+        for item in files:
+            data = item.file.read(int(limit * 1024 * 1024) + 1)
+            if len(data) > limit * 1024 * 1024:
+                raise ApiError(
+                    413,
+                    "too_large",
+                    f"{item.filename} is over the {limit:g} MB limit (RAG_MAX_FILE_MB)",
+                )
+            saved = store_upload(folder, item.filename or "upload", data)
+            stored.append(saved.path)
+            notes.append(saved.message(folder.parent))
+        report = app.ingestor().ingest(stored, name)
+        return {**report.to_json(), "uploads": notes}
+
+    @api.delete("/v1/collections/{name}/documents/{doc_id}")
+    def delete_document(name: str, doc_id: str, who: Annotated[Access, Depends(access)]) -> dict:
+        who.check(name, write=True)
+        match = [r for r in app.engine.library(name) if document_id(r.path) == doc_id]
+        if not match:
+            raise ApiError(404, "not_found", f"no document '{doc_id}' in collection '{name}'")
+        removed, _ = app.ingestor().remove([match[0].path], name)
+        return {"removed": removed, "document": document(match[0])}
+
+    @api.post("/v1/collections/{name}/search")
+    def search(name: str, body: SearchRequest, who: Annotated[Access, Depends(access)]) -> dict:
+        who.check(name)
+        found = app.engine.retrieve(body.query, name, body.top_k, body.where, assess=False)
+        return {"collection": name, "passages": [s.public() for s in found.sources]}
+
+    @api.post("/v1/collections/{name}/ask", response_model=None)
+    def ask(name: str, body: AskRequest, who: Annotated[Access, Depends(access)]):
+        who.check(name)
+        busy_check()
+        stream = app.engine.stream(
+            body.question, history=body.history, collection=name, top_k=body.top_k, where=body.where
+        )
+        if not body.stream:
+            with stream:
+                stream.text()
+            return stream.answer.to_json()
+        return sse(ask_events(stream))
+
+    @api.post("/v1/chat/completions", response_model=None)
+    def chat_completions(body: ChatRequest, who: Annotated[Access, Depends(access)]):
+        name = body.model
+        who.check(name)
+        users = [m.content or "" for m in body.messages if m.role == "user"]
+        if not users or not users[-1].strip():
+            raise ApiError(400, "invalid_request", "the last user message holds the question")
+        busy_check()
+        stream = app.engine.stream(users[-1], history=users[:-1], collection=name)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if not body.stream:
+            with stream:
+                stream.text()
+            return chat_completion(completion_id, created, name, stream.answer)
+        return sse(chat_chunks(completion_id, created, name, stream), done=True)
+
+    return api
+
+
+def error_response(
+    status: int, kind: str, message: str, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"type": kind, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def sse(events: Iterator[dict], done: bool = False) -> StreamingResponse:
+    def lines() -> Iterator[str]:
+        for event in events:
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        if done:
+            yield "data: [DONE]\n\n"
+
+    return StreamingResponse(lines(), media_type="text/event-stream")
+
+
+def ask_events(stream) -> Iterator[dict]:
+    """Text deltas, then one final event with everything `rag ask --json` gives."""
+    with stream:
+        for piece in stream:
+            yield {"type": "delta", "text": piece}
+    yield {"type": "final", **stream.answer.to_json()}
+
+
+def rag_fields(answer: Answer) -> dict[str, Any]:
+    data = answer.to_json()
+    return {k: data[k] for k in ("sources", "refused", "refusal_reason", "cited", "timings")}
+
+
+def chat_completion(completion_id: str, created: int, model: str, answer: Answer) -> dict:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "rag": rag_fields(answer),
+    }
+
+
+def chat_chunks(completion_id: str, created: int, model: str, stream) -> Iterator[dict]:
+    """OpenAI's chunk format; the last chunk carries the sources under `rag`."""
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    yield chunk({"role": "assistant", "content": ""})
+    with stream:
+        for piece in stream:
+            yield chunk({"content": piece})
+    yield {**chunk({}, "stop"), "rag": rag_fields(stream.answer)}

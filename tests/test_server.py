@@ -1,0 +1,205 @@
+"""The HTTP API over a fake-model App: routes, key isolation on every route, SSE and the
+OpenAI-compatible route, JSON errors, and the committed OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.app import build_app
+from rag.keys import KeyStore
+from rag.server import create_api, document_id
+from tests.conftest import ROOT
+
+LEAVE = "Employees get 25 days of paid annual leave per year.\n"
+ROBOT = "The K2 robot charges in 90 minutes on its dock.\n"
+
+
+@pytest.fixture
+def served(app, tmp_path):
+    """Two collections (hr, robots) with one document each, and the API over them."""
+    for name, text in (("staff", LEAVE), ("robots", ROBOT)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.md").write_text(text)
+        app.ingestor().ingest([folder], name)
+    keys = KeyStore(app.settings.home)
+    return app, keys, TestClient(create_api(app, keys), raise_server_exceptions=False)
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_open_server_answers_searches_and_lists(served):
+    _, _, client = served
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert {"staff", "robots"} <= set(models)
+    found = client.post("/v1/collections/staff/search", json={"query": "annual leave"}).json()
+    assert found["passages"][0]["text"].startswith("Employees get 25 days")
+    answer = client.post("/v1/collections/staff/ask", json={"question": "How much leave?"}).json()
+    assert answer["answer"] == "The answer is in the sources [1]."
+    assert answer["sources"][0]["file"].endswith("staff.md") and answer["refused"] is False
+    assert "refusal_reason" in answer
+    docs = client.get("/v1/collections/staff/documents").json()["documents"]
+    assert [d["file"].rsplit("/", 1)[-1] for d in docs] == ["staff.md"]
+    assert docs[0]["id"] == document_id(docs[0]["file"])
+
+
+def test_upload_list_and_delete(served):
+    app, _, client = served
+    files = [("files", ("../../etc/notes.md", b"Parking is free for staff.\n", "text/markdown"))]
+    report = client.post("/v1/collections/staff/documents", files=files).json()
+    assert report["files"] == 1 and report["collection"] == "staff"
+    uploads = app.settings.home / "uploads" / "staff"
+    stored = [p for p in uploads.rglob("*") if p.is_file()]
+    assert [p.name for p in stored] == ["etc_notes.md"] or [p.name for p in stored] == ["notes.md"]
+    assert all(uploads in p.parents for p in stored)  # the name never leaves the uploads folder
+    docs = client.get("/v1/collections/staff/documents").json()["documents"]
+    uploaded = next(d for d in docs if "uploads" in d["file"])
+    gone = client.delete(f"/v1/collections/staff/documents/{uploaded['id']}")
+    assert gone.status_code == 200 and gone.json()["removed"] == 1
+    after = client.get("/v1/collections/staff/documents").json()["documents"]
+    assert all("uploads" not in d["file"] for d in after)
+    missing = client.delete("/v1/collections/staff/documents/0000000000000000")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+
+
+def test_each_key_sees_only_its_collections_on_every_route(served):
+    _, keys, client = served
+    _, hr = keys.create(["staff"])
+    _, robots = keys.create(["robots"])
+    _, reader = keys.create(["staff"], read_only=True)
+    assert client.get("/healthz").status_code == 200  # no key needed
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/v1/models", headers=bearer("rag_xx_wrong")).status_code == 401
+    assert [m["id"] for m in client.get("/v1/models", headers=bearer(hr)).json()["data"]] == [
+        "staff"
+    ]
+    upload = [("files", ("a.md", b"Some text about nothing much.\n", "text/markdown"))]
+    routes = [
+        ("get", "/v1/collections/{c}/documents", {}),
+        ("post", "/v1/collections/{c}/documents", {"files": upload}),
+        ("delete", "/v1/collections/{c}/documents/" + "0" * 16, {}),
+        ("post", "/v1/collections/{c}/search", {"json": {"query": "leave"}}),
+        ("post", "/v1/collections/{c}/ask", {"json": {"question": "leave?"}}),
+        ("post", "/v1/collections/{c}/ask", {"json": {"question": "leave?", "stream": True}}),
+    ]
+    for method, path, kwargs in routes:
+        own = getattr(client, method)(path.format(c="staff"), headers=bearer(hr), **kwargs)
+        other = getattr(client, method)(path.format(c="robots"), headers=bearer(hr), **kwargs)
+        assert own.status_code in (200, 404) and own.status_code != 401, (path, own.text)
+        assert other.status_code == 404, (method, path, other.text)
+        assert other.json()["error"]["type"] == "not_found"
+        assert "K2" not in other.text
+        back = getattr(client, method)(path.format(c="staff"), headers=bearer(robots), **kwargs)
+        assert back.status_code == 404, (method, path)
+    chat = {"model": "robots", "messages": [{"role": "user", "content": "charging?"}]}
+    assert client.post("/v1/chat/completions", json=chat, headers=bearer(hr)).status_code == 404
+    assert client.post("/v1/chat/completions", json=chat, headers=bearer(robots)).status_code == 200
+    write = client.post("/v1/collections/staff/documents", files=upload, headers=bearer(reader))
+    assert write.status_code == 403 and write.json()["error"]["type"] == "forbidden"
+    read = client.post(
+        "/v1/collections/staff/search", json={"query": "leave"}, headers=bearer(reader)
+    )
+    assert read.status_code == 200
+
+
+def test_ask_streams_deltas_then_one_final_event(served, fake_llm):
+    _, _, client = served
+    fake_llm.enqueue("Twenty-five days [1].")
+    with client.stream(
+        "POST", "/v1/collections/staff/ask", json={"question": "leave?", "stream": True}
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [
+            json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")
+        ]
+    deltas = [e["text"] for e in events if e["type"] == "delta"]
+    assert "".join(deltas).strip() == "Twenty-five days [1]." and len(deltas) > 1
+    final = events[-1]
+    assert final["type"] == "final" and final["cited"] == [1] and final["sources"]
+
+
+def test_openai_route_plain_and_streaming_keeps_the_sources(served, fake_llm):
+    _, _, client = served
+    body = {
+        "model": "staff",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "How many days of leave?"},
+            {"role": "assistant", "content": "25 days."},
+            {"role": "user", "content": "And is it paid?"},
+        ],
+    }
+    plain = client.post("/v1/chat/completions", json=body).json()
+    assert plain["object"] == "chat.completion"
+    assert plain["choices"][0]["message"]["role"] == "assistant"
+    assert plain["rag"]["sources"][0]["file"].endswith("staff.md")
+    fake_llm.enqueue("Yes, paid [1].")
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text.strip() == "Yes, paid [1]."
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["rag"]["sources"] and chunks[-1]["rag"]["cited"] == [1]
+    # the earlier user turn travelled as history: the prompt names it
+    assert "How many days of leave?" in json.dumps(fake_llm.prompts[-1])
+
+
+def test_errors_are_json_one_line_never_a_trace(served, fake_llm):
+    app, keys, client = served
+    missing = client.post("/v1/collections/staff/ask", json={})
+    assert missing.status_code == 422 and missing.json()["error"]["message"].startswith("question")
+    unknown = client.post("/v1/collections/nothere/search", json={"query": "x"})
+    assert unknown.status_code == 404 and "Traceback" not in unknown.text
+    tiny = app.settings.model_copy(update={"max_file_mb": 0.0001})
+    small = TestClient(
+        create_api(build_app(tiny, embedder=app.models.embedder, llm=fake_llm), keys)
+    )
+    big = [("files", ("big.txt", b"x" * 1000, "text/plain"))]
+    too_large = small.post("/v1/collections/staff/documents", files=big)
+    assert too_large.status_code == 413
+    assert "MB limit" in too_large.json()["error"]["message"]
+
+
+def test_full_queue_answers_503_with_retry_after(app, fake_llm, tmp_path):
+    folder = tmp_path / "staff"
+    folder.mkdir()
+    (folder / "staff.md").write_text(LEAVE)
+    app.ingestor().ingest([folder], "staff")
+    client = TestClient(create_api(app, KeyStore(app.settings.home), max_queue=0))
+    busy = client.post("/v1/collections/staff/ask", json={"question": "leave?"})
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+
+
+def test_openapi_document_is_committed(app):
+    served = create_api(app, KeyStore(app.settings.home)).openapi()
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert served == committed, "run `rag serve --openapi > docs/openapi.json`"
+
+
+def test_keys_commands_and_serve_refuses_the_network_without_keys(app, capsys):
+    from rag.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"], app=app) == 2
+    assert "refusing to serve 0.0.0.0 without API keys" in capsys.readouterr().err
+    assert main(["keys", "create", "--collection", "staff", "--json"], app=app) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["key"].startswith(f"rag_{made['id']}_") and made["collections"] == ["staff"]
+    stored = (app.settings.home / "api-keys.json").read_text()
+    assert made["key"] not in stored and made["key"].split("_", 2)[2] not in stored
+    assert main(["keys", "list", "--json"], app=app) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [k["id"] for k in listed] == [made["id"]] and "digest" not in listed[0]
+    assert main(["keys", "revoke", made["id"]], app=app) == 0
+    assert KeyStore(app.settings.home).find(made["key"]) is None
+    assert main(["keys", "revoke", made["id"]], app=app) == 2
+    assert main(["keys", "create", "--collection", "x"], app=app) == 2  # not a valid name
