@@ -19,9 +19,9 @@ from ingest.loaders import supported_suffixes
 from rag.app import App
 from rag.errors import UserError
 from rag.manifest import FileRecord
+from rag.uploads import store_upload, upload_limit_mb
 from ui import state
 from ui.safe_markdown import escape_text
-from rag.uploads import store_upload, upload_limit_mb
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_docs"
 
