@@ -10,6 +10,8 @@ Routes (all JSON; errors are `{"error": {"type", "message"}}`, never a traceback
 - POST /v1/collections/{name}/search             passages only, best first
 - POST /v1/collections/{name}/ask                `rag ask --json`; "stream": true gives SSE
 - POST /v1/chat/completions                      OpenAI-compatible; `model` is the collection
+- GET  /metrics                                  Prometheus: requests, latency, time to first
+                                                 token, queue depth, documents and chunks
 
 Keys (rag.keys) are sent as `Authorization: Bearer <key>`. A key opens its collections only: any
 other collection answers 404 as if it did not exist, and a read-only key gets 403 on writes.
@@ -18,6 +20,7 @@ Without any key the server is open, which `rag serve` allows on a loopback addre
 
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -27,7 +30,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -40,6 +52,7 @@ from rag.manifest import FileRecord, UnknownCollectionError
 from rag.uploads import store_upload
 
 API_VERSION = "1"
+COLLECTION_LABEL = re.compile(r'collection="([^"]*)"')
 
 
 class ApiError(Exception):
@@ -58,6 +71,11 @@ class Access:
 
     def collections(self, existing: list[str]) -> list[str]:
         return [n for n in existing if self.key is None or self.key.allows(n)]
+
+    def sees_line(self, line: str) -> bool:
+        """A metrics line about a collection is shown to its keys only."""
+        label = COLLECTION_LABEL.search(line)
+        return self.key is None or label is None or self.key.allows(label.group(1))
 
     def check(self, collection: str, write: bool = False) -> None:
         if self.key is not None and not self.key.allows(collection):
@@ -93,6 +111,52 @@ class ChatRequest(BaseModel):
     temperature: float | None = None
 
 
+class Metrics:
+    """The API's Prometheus metrics, in a registry of its own (one per API object)."""
+
+    def __init__(self, app: App) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rag_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rag_request_seconds", "Time to the whole response", ["route"], registry=self.registry
+        )
+        self.first_token = Histogram(
+            "rag_first_token_seconds",
+            "Time from the request to the first piece of an answer",
+            registry=self.registry,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80),
+        )
+        queue = Gauge("rag_queue_depth", "Answers waiting for the model", registry=self.registry)
+        queue.set_function(lambda: app.engine.queue_length)
+        self.registry.register(LibraryCollector(app))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class LibraryCollector:
+    """Documents and chunks per collection, read when scraped (from the manifests)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self):
+        documents = GaugeMetricFamily("rag_documents", "Stored files", labels=["collection"])
+        chunks = GaugeMetricFamily("rag_chunks", "Stored chunks", labels=["collection"])
+        try:
+            names = self.app.store.names()
+        except UserError:
+            names = []
+        for name in names:
+            stats = self.app.engine.stats(name)
+            documents.add_metric([name], stats["files"])
+            chunks.add_metric([name], stats["chunks"])
+        yield documents
+        yield chunks
+
+
 def document_id(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
@@ -109,6 +173,17 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
         description="Private question answering over your own documents.",
     )
     ready = threading.Event()
+    metrics = Metrics(app)
+
+    @api.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
 
     def access(request: Request) -> Access:
         stored = keys.load()
@@ -171,6 +246,13 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
             return error_response(503, "not_ready", str(exc))
         ready.set()
         return JSONResponse({"status": "ready"})
+
+    @api.get("/metrics")
+    def prometheus(who: Annotated[Access, Depends(access)]) -> Response:
+        """Prometheus text; a key sees the library figures of its own collections only."""
+        lines = metrics.text().decode("utf-8").splitlines(keepends=True)
+        shown = [line for line in lines if who.sees_line(line)]
+        return Response("".join(shown), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/v1/models")
     def models(who: Annotated[Access, Depends(access)]) -> dict:
@@ -236,8 +318,9 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
         if not body.stream:
             with stream:
                 stream.text()
+            observe_first_token(metrics, stream.answer)
             return stream.answer.to_json()
-        return sse(ask_events(stream))
+        return sse(ask_events(stream, metrics))
 
     @api.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatRequest, who: Annotated[Access, Depends(access)]):
@@ -253,8 +336,9 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
         if not body.stream:
             with stream:
                 stream.text()
+            observe_first_token(metrics, stream.answer)
             return chat_completion(completion_id, created, name, stream.answer)
-        return sse(chat_chunks(completion_id, created, name, stream), done=True)
+        return sse(chat_chunks(completion_id, created, name, stream, metrics), done=True)
 
     return api
 
@@ -277,11 +361,17 @@ def sse(events: Iterator[dict], done: bool = False) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="text/event-stream")
 
 
-def ask_events(stream) -> Iterator[dict]:
+def observe_first_token(metrics: Metrics, answer: Answer) -> None:
+    if "first_token_s" in answer.timings:
+        metrics.first_token.observe(answer.timings["first_token_s"])
+
+
+def ask_events(stream, metrics: Metrics) -> Iterator[dict]:
     """Text deltas, then one final event with everything `rag ask --json` gives."""
     with stream:
         for piece in stream:
             yield {"type": "delta", "text": piece}
+    observe_first_token(metrics, stream.answer)
     yield {"type": "final", **stream.answer.to_json()}
 
 
@@ -308,7 +398,9 @@ def chat_completion(completion_id: str, created: int, model: str, answer: Answer
     }
 
 
-def chat_chunks(completion_id: str, created: int, model: str, stream) -> Iterator[dict]:
+def chat_chunks(
+    completion_id: str, created: int, model: str, stream, metrics: Metrics
+) -> Iterator[dict]:
     """OpenAI's chunk format; the last chunk carries the sources under `rag`."""
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
@@ -324,4 +416,5 @@ def chat_chunks(completion_id: str, created: int, model: str, stream) -> Iterato
     with stream:
         for piece in stream:
             yield chunk({"content": piece})
+    observe_first_token(metrics, stream.answer)
     yield {**chunk({}, "stop"), "rag": rag_fields(stream.answer)}

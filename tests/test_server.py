@@ -203,3 +203,21 @@ def test_keys_commands_and_serve_refuses_the_network_without_keys(app, capsys):
     assert KeyStore(app.settings.home).find(made["key"]) is None
     assert main(["keys", "revoke", made["id"]], app=app) == 2
     assert main(["keys", "create", "--collection", "x"], app=app) == 2  # not a valid name
+
+
+def test_metrics_count_requests_first_tokens_and_the_library(served):
+    _, keys, client = served
+    assert client.post("/v1/collections/staff/ask", json={"question": "leave?"}).status_code == 200
+    text = client.get("/metrics").text
+    assert (
+        'rag_requests_total{method="POST",route="/v1/collections/{name}/ask",status="200"} 1.0'
+        in text
+    )
+    assert "rag_first_token_seconds_count 1.0" in text
+    assert "rag_queue_depth 0.0" in text
+    assert 'rag_documents{collection="staff"} 1.0' in text
+    assert 'rag_chunks{collection="robots"}' in text
+    _, staff = keys.create(["staff"])
+    scoped = client.get("/metrics", headers=bearer(staff)).text
+    assert 'rag_documents{collection="staff"} 1.0' in scoped and "robots" not in scoped
+    assert client.get("/metrics").status_code == 401
