@@ -151,12 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the browser page (Streamlit) on 127.0.0.1:8501",
         description=(
             "Start the Streamlit page: a chat that streams answers with sources, and a sidebar "
-            "to upload documents. Bound to 127.0.0.1 unless --host says otherwise; on any other "
-            "address the page is reachable from the network with no login, and a warning says so. "
+            "to upload documents. Bound to 127.0.0.1 unless --host says otherwise. On any other "
+            "address the page is reachable from the network, so it asks for a password first "
+            "(on loopback it asks for none); set the password with --password-file. There is "
+            "no default password: without a stored one, `rag ui` refuses to listen off loopback. "
             "The server makes no network calls of its own."
         ),
     )
     ui.add_argument("--host", help="address to bind (default: RAG_UI_HOST=127.0.0.1)")
+    ui.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="set the page's password from the first line of FILE; only a salted hash is kept "
+        "(RAG_HOME/ui-password.json) and later runs reuse it; a new FILE replaces it",
+    )
     ui.add_argument("--port", type=int, help="port (default: RAG_UI_PORT=8501)")
     ui.add_argument(
         "--collection", "-c", type=collection_name, help="collection selected when the page opens"
@@ -346,4 +355,4 @@ def run_ui(args: argparse.Namespace, app: App) -> int:
     settings = app.settings
     if args.collection:
         settings = settings.model_copy(update={"collection": args.collection})
-    return launch_ui(settings, host=args.host, port=args.port)
+    return launch_ui(settings, host=args.host, port=args.port, password_file=args.password_file)

@@ -13,6 +13,16 @@ from pathlib import Path
 
 from rag.offline import disable_streamlit_address_lookups
 from rag.settings import Settings
+from rag.ui_password import (
+    PASSWORD_FILE_ENV,
+    REQUIRE_PASSWORD_ENV,
+    SET_HINT,
+    UiPasswordError,
+    has_password,
+    password_path,
+    read_password_file,
+    store_password,
+)
 
 
 def app_path() -> Path:
@@ -62,18 +72,37 @@ def streamlit_command(settings: Settings, host: str | None, port: int | None) ->
     ]
 
 
-def launch_ui(settings: Settings, host: str | None = None, port: int | None = None) -> int:
-    """Replace this process with the Streamlit server; the page reads the same RAG_* settings."""
+def launch_ui(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    password_file: Path | None = None,
+) -> int:
+    """Replace this process with the Streamlit server; the page reads the same RAG_* settings.
+    Off loopback the page asks for the stored password, and without one the server does not start."""
     host, port = host or settings.ui_host, port or settings.ui_port
-    command = streamlit_command(settings, host, port)
+    if password_file is not None:
+        stored = store_password(settings.home, read_password_file(password_file))
+        print(f"password for the page stored (hashed) in {stored}", flush=True)
     env = dict(os.environ)
     env["RAG_HOME"] = str(settings.home)
     env["RAG_COLLECTION"] = settings.collection
+    env.pop(REQUIRE_PASSWORD_ENV, None)
+    env.pop(PASSWORD_FILE_ENV, None)
+    if not is_loopback(host):
+        if not has_password(settings.home):
+            raise UiPasswordError(
+                f"--host {host} makes the page reachable from the network, and no password is "
+                f"stored; {SET_HINT} (or use --host 127.0.0.1)"
+            )
+        env[REQUIRE_PASSWORD_ENV] = "1"
+        env[PASSWORD_FILE_ENV] = str(password_path(settings.home))
+    command = streamlit_command(settings, host, port)
     print(f"Serving on http://{host}:{port}  (Ctrl+C to stop)", flush=True)
     if not is_loopback(host):
         print(
-            f"warning: the page on {host}:{port} is reachable from the network and asks for no "
-            "login; anyone who can reach this machine can read your documents "
+            f"warning: the page on {host}:{port} is reachable from the network; it asks for the "
+            "password, which travels unencrypted (plain HTTP) "
             "(use --host 127.0.0.1 to keep it local)",
             file=sys.stderr,
             flush=True,

@@ -9,7 +9,7 @@ import streamlit as st
 from rag.app import App, build_app
 from rag.errors import UserError
 from rag.settings import Settings
-from ui import ask, library, settings_page, state
+from ui import ask, library, login, settings_page, state
 from ui.safe_markdown import escape_text
 
 
@@ -21,6 +21,8 @@ def shared_app(settings_json: str) -> App:
 
 def main(app: App) -> None:
     st.set_page_config(page_title="Ask your documents", page_icon="📄", layout="wide")
+    if not login.signed_in(app):  # off loopback: the password first, nothing else until then
+        return
     pages = [
         st.Page(
             lambda: ask.main(app),

@@ -152,9 +152,14 @@ def tracee(strace_pid: int) -> int | None:
 
 def probe(host: str, trace: str) -> None:
     port = free_port()
+    password = []  # off loopback `rag ui` starts only with a password
+    if host != "127.0.0.1":
+        given = Path(trace).with_name("password.txt")
+        given.write_text("a password for this test\n")
+        password = ["--password-file", str(given)]
     server = subprocess.Popen(
         ["strace", "-f", "-qq", "-e", "trace=bind,connect,sendto,sendmsg", "-o", trace]
-        + [str(BIN / "rag"), "ui", "--host", host, "--port", str(port)],
+        + [str(BIN / "rag"), "ui", "--host", host, "--port", str(port), *password],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
