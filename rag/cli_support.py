@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 import textwrap
@@ -122,6 +123,11 @@ def run_command(command: str, body: Callable[[], int], interrupted: str = "inter
         return fail(command, one_line(str(exc)) or type(exc).__name__, exc.exit_status, exc)
     except KeyboardInterrupt as exc:
         return fail(command, interrupted, ExitStatus.INTERRUPTED, exc)
+    except BrokenPipeError:
+        # The reader went away (`rag ask --json | head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitStatus.OK
     except Exception as exc:
         detail = one_line(str(exc)).strip()
         message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")

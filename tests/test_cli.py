@@ -484,3 +484,13 @@ def test_check_command_reports_clean_and_problems(app, settings, fake_embedder, 
     assert ingest.cli.main(["check", "--repair"], app=fresh) == 0
     assert "clean" in capsys.readouterr().out
     fresh.close()
+
+
+def test_a_closed_pipe_ends_the_command_quietly(capsys):
+    from rag.cli_support import run_command
+
+    def body() -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert run_command("rag ask", body) == 0
+    assert "unexpected" not in capsys.readouterr().err
