@@ -125,8 +125,10 @@ def run_command(command: str, body: Callable[[], int], interrupted: str = "inter
         return fail(command, interrupted, ExitStatus.INTERRUPTED, exc)
     except BrokenPipeError:
         # The reader went away (`rag ask --json | head`): stop quietly, as other tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:  # Python would otherwise report the failed flush of stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return ExitStatus.OK
     except Exception as exc:
         detail = one_line(str(exc)).strip()
