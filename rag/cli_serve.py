@@ -36,6 +36,13 @@ def add_serve_commands(sub) -> None:
         default=8,
         help="answers waiting for the model before new ones get 503 with Retry-After (default 8)",
     )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds an answer may take before it is stopped (504, or finish reason "
+        '"length" when streaming; default 300)',
+    )
     serve.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     serve.set_defaults(handler=run_serve)
 
@@ -103,7 +110,7 @@ def run_serve(args: argparse.Namespace, app: App) -> int:
     from rag.server import create_api
 
     keys = KeyStore(app.settings.home)
-    api = create_api(app, keys, max_queue=args.max_queue)
+    api = create_api(app, keys, max_queue=args.max_queue, timeout_s=args.timeout)
     if args.openapi:
         print(json.dumps(api.openapi(), indent=2, sort_keys=True))
         return 0
@@ -115,5 +122,5 @@ def run_serve(args: argparse.Namespace, app: App) -> int:
     import uvicorn
 
     print(f"rag API on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
-    uvicorn.run(api, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(api, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     return 0

@@ -165,8 +165,10 @@ def document(record: FileRecord) -> dict:
     return {"id": document_id(record.path), **record.public()}
 
 
-def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
-    """The FastAPI application over `app`; `keys` decides who may use which collection."""
+def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 300.0) -> FastAPI:
+    """The FastAPI application over `app`; `keys` decides who may use which collection.
+    An answer still being written after `timeout_s` is stopped: a plain request then gets 504,
+    a streamed one ends with finish reason "length"."""
     api = FastAPI(
         title="rag",
         version=API_VERSION,
@@ -315,12 +317,12 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
         stream = app.engine.stream(
             body.question, history=body.history, collection=name, top_k=body.top_k, where=body.where
         )
+        limited = Deadline(stream, timeout_s)
         if not body.stream:
-            with stream:
-                stream.text()
+            limited.finish()
             observe_first_token(metrics, stream.answer)
             return stream.answer.to_json()
-        return sse(ask_events(stream, metrics))
+        return sse(ask_events(limited, metrics))
 
     @api.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatRequest, who: Annotated[Access, Depends(access)]):
@@ -333,12 +335,12 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8) -> FastAPI:
         stream = app.engine.stream(users[-1], history=users[:-1], collection=name)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
+        limited = Deadline(stream, timeout_s)
         if not body.stream:
-            with stream:
-                stream.text()
+            limited.finish()
             observe_first_token(metrics, stream.answer)
             return chat_completion(completion_id, created, name, stream.answer)
-        return sse(chat_chunks(completion_id, created, name, stream, metrics), done=True)
+        return sse(chat_chunks(completion_id, created, name, limited, metrics), done=True)
 
     return api
 
@@ -366,13 +368,47 @@ def observe_first_token(metrics: Metrics, answer: Answer) -> None:
         metrics.first_token.observe(answer.timings["first_token_s"])
 
 
-def ask_events(stream, metrics: Metrics) -> Iterator[dict]:
-    """Text deltas, then one final event with everything `rag ask --json` gives."""
-    with stream:
-        for piece in stream:
-            yield {"type": "delta", "text": piece}
-    observe_first_token(metrics, stream.answer)
-    yield {"type": "final", **stream.answer.to_json()}
+class Deadline:
+    """An answer stream that is stopped once `seconds` have passed since the request."""
+
+    def __init__(self, stream, seconds: float) -> None:
+        self.stream = stream
+        self.ends = time.monotonic() + seconds
+        self.seconds = seconds
+        self.expired = False
+
+    @property
+    def answer(self) -> Answer:
+        return self.stream.answer
+
+    def pieces(self) -> Iterator[str]:
+        with self.stream:
+            for piece in self.stream:
+                yield piece
+                if time.monotonic() > self.ends:
+                    self.expired = True
+                    break
+
+    def finish(self) -> None:
+        """The whole answer, or 504 when it takes too long."""
+        for _ in self.pieces():
+            pass
+        if self.expired:
+            raise ApiError(
+                504,
+                "timeout",
+                f"the answer took longer than {self.seconds:g} s and was stopped "
+                "(rag serve --timeout)",
+            )
+
+
+def ask_events(limited: Deadline, metrics: Metrics) -> Iterator[dict]:
+    """Text deltas, then one final event with everything `rag ask --json` gives (and
+    `"stopped": true` when the time limit cut the answer short)."""
+    for piece in limited.pieces():
+        yield {"type": "delta", "text": piece}
+    observe_first_token(metrics, limited.answer)
+    yield {"type": "final", **limited.answer.to_json(), "stopped": limited.expired}
 
 
 def rag_fields(answer: Answer) -> dict[str, Any]:
@@ -399,7 +435,7 @@ def chat_completion(completion_id: str, created: int, model: str, answer: Answer
 
 
 def chat_chunks(
-    completion_id: str, created: int, model: str, stream, metrics: Metrics
+    completion_id: str, created: int, model: str, limited: Deadline, metrics: Metrics
 ) -> Iterator[dict]:
     """OpenAI's chunk format; the last chunk carries the sources under `rag`."""
 
@@ -413,8 +449,8 @@ def chat_chunks(
         }
 
     yield chunk({"role": "assistant", "content": ""})
-    with stream:
-        for piece in stream:
-            yield chunk({"content": piece})
-    observe_first_token(metrics, stream.answer)
-    yield {**chunk({}, "stop"), "rag": rag_fields(stream.answer)}
+    for piece in limited.pieces():
+        yield chunk({"content": piece})
+    observe_first_token(metrics, limited.answer)
+    finish = "length" if limited.expired else "stop"
+    yield {**chunk({}, finish), "rag": rag_fields(limited.answer)}

@@ -221,3 +221,23 @@ def test_metrics_count_requests_first_tokens_and_the_library(served):
     scoped = client.get("/metrics", headers=bearer(staff)).text
     assert 'rag_documents{collection="staff"} 1.0' in scoped and "robots" not in scoped
     assert client.get("/metrics").status_code == 401
+
+
+def test_an_answer_over_the_time_limit_is_stopped(app, fake_llm, tmp_path):
+    folder = tmp_path / "staff"
+    folder.mkdir()
+    (folder / "staff.md").write_text(LEAVE)
+    app.ingestor().ingest([folder], "staff")
+    client = TestClient(create_api(app, KeyStore(app.settings.home), timeout_s=0))
+    fake_llm.enqueue("one two three four five six seven")
+    plain = client.post("/v1/collections/staff/ask", json={"question": "leave?"})
+    assert plain.status_code == 504 and plain.json()["error"]["type"] == "timeout"
+    assert not fake_llm.lock.locked()  # the model was freed for the next answer
+    fake_llm.enqueue("one two three four five six seven")
+    chat = {"model": "staff", "messages": [{"role": "user", "content": "leave?"}], "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=chat) as response:
+        lines = [x for x in response.iter_lines() if x.startswith("data: ")]
+    last = json.loads(lines[-2][6:])
+    assert last["choices"][0]["finish_reason"] == "length" and lines[-1] == "data: [DONE]"
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content", "") for x in lines[:-1])
+    assert text.strip() == "one"
