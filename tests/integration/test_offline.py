@@ -1,6 +1,7 @@
 """The product works with no network at all: inside a network namespace that has only loopback,
-`ingest`, `rag ask` (the embedded model), and `rag serve` (upload, ask, the OpenAI route with the
-official client) all succeed. Run as a script, this module is the probe run inside the namespace.
+`ingest`, `rag ask` (the embedded model), `rag serve` (upload, ask, the OpenAI route with the
+official client) and `rag ui` (one question asked in headless Chromium) all succeed. Run as a
+script, this module is the probe run inside the namespace.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def test_ingest_ask_and_serve_work_with_only_loopback(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    for step in ("no route out", "ingest ok", "ask ok", "upload ok", "api ask ok", "openai ok"):
+    steps = ("no route out", "ingest ok", "ask ok", "upload ok", "api ask ok", "openai ok", "ui ok")
+    for step in steps:
         assert step in result.stdout, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
 
@@ -109,6 +111,24 @@ def probe(scratch: Path) -> None:
     finally:
         server.terminate()
         print(server.communicate(timeout=30)[0], flush=True)
+    ask_in_the_browser()
+
+
+def ask_in_the_browser() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.conftest import launch_chromium, open_ask_page, ui_server
+
+    with ui_server(dict(os.environ)) as server, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page, box = open_ask_page(browser, server)
+        box.fill("How many days of paid annual leave do employees get?")
+        box.press("Enter")
+        cards = page.locator("[class*='st-key-card-']")
+        expect(cards.first).to_be_attached(timeout=300_000)
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=300_000)
+        browser.close()
+    print("ui ok", flush=True)
 
 
 if __name__ == "__main__":
