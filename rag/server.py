@@ -52,6 +52,7 @@ from rag.manifest import FileRecord, UnknownCollectionError
 from rag.uploads import store_upload
 
 API_VERSION = "1"
+UPLOAD_FILES = 20  # a request carries at most this many files' worth of bytes
 COLLECTION_LABEL = re.compile(r'collection="([^"]*)"')
 
 
@@ -177,10 +178,22 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
     ready = threading.Event()
     metrics = Metrics(app)
 
+    request_limit = app.settings.max_file_mb * UPLOAD_FILES * 1024 * 1024
+
     @api.middleware("http")
     async def measure(request: Request, call_next):
         started = time.perf_counter()
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > request_limit:
+            # refused before the body is read, so a huge upload never reaches the disk
+            response = error_response(
+                413,
+                "too_large",
+                f"the request is over {request_limit / 1048576:g} MB: send at most "
+                f"{UPLOAD_FILES} files of RAG_MAX_FILE_MB ({app.settings.max_file_mb:g} MB) at once",
+            )
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(path, request.method, str(response.status_code)).inc()

@@ -168,6 +168,12 @@ def test_errors_are_json_one_line_never_a_trace(served, fake_llm):
     too_large = small.post("/v1/collections/staff/documents", files=big)
     assert too_large.status_code == 413
     assert "MB limit" in too_large.json()["error"]["message"]
+    huge = small.post(
+        "/v1/collections/staff/documents",
+        content=b"x",
+        headers={"content-length": str(10**12), "content-type": "multipart/form-data; boundary=x"},
+    )
+    assert huge.status_code == 413 and "at most 20 files" in huge.json()["error"]["message"]
 
 
 def test_full_queue_answers_503_with_retry_after(app, fake_llm, tmp_path):
