@@ -41,6 +41,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answer import Answer
@@ -131,7 +132,13 @@ class Metrics:
         )
         queue = Gauge("rag_queue_depth", "Answers waiting for the model", registry=self.registry)
         queue.set_function(lambda: app.engine.queue_length)
+        self.inside = Gauge(
+            "rag_answers_in_progress", "Answers admitted and not finished", registry=self.registry
+        )
         self.registry.register(LibraryCollector(app))
+
+    def admitted(self, gate: "Admission") -> None:
+        self.inside.set_function(lambda: gate.inside)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -216,11 +223,8 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
     def collection_names() -> list[str]:
         return app.store.names()
 
-    def busy_check() -> None:
-        if app.engine.queue_length >= max_queue:
-            raise ApiError(
-                503, "busy", f"{max_queue} answers are queued; try again", {"Retry-After": "5"}
-            )
+    gate = Admission(max_queue)
+    metrics.admitted(gate)
 
     @api.exception_handler(ApiError)
     def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -326,16 +330,24 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
     @api.post("/v1/collections/{name}/ask", response_model=None)
     def ask(name: str, body: AskRequest, who: Annotated[Access, Depends(access)]):
         who.check(name)
-        busy_check()
-        stream = app.engine.stream(
-            body.question, history=body.history, collection=name, top_k=body.top_k, where=body.where
-        )
-        limited = Deadline(stream, timeout_s)
-        if not body.stream:
+        release = gate.enter()
+        try:
+            stream = app.engine.stream(
+                body.question,
+                history=body.history,
+                collection=name,
+                top_k=body.top_k,
+                where=body.where,
+            )
+            limited = Deadline(stream, timeout_s)
+            if body.stream:
+                return sse(ask_events(limited, metrics), release)
             limited.finish()
-            observe_first_token(metrics, stream.answer)
-            return stream.answer.to_json()
-        return sse(ask_events(limited, metrics))
+        finally:
+            if not body.stream:
+                release()
+        observe_first_token(metrics, stream.answer)
+        return stream.answer.to_json()
 
     @api.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatRequest, who: Annotated[Access, Depends(access)]):
@@ -344,16 +356,21 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
         users = [m.content or "" for m in body.messages if m.role == "user"]
         if not users or not users[-1].strip():
             raise ApiError(400, "invalid_request", "the last user message holds the question")
-        busy_check()
-        stream = app.engine.stream(users[-1], history=users[:-1], collection=name)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        limited = Deadline(stream, timeout_s)
-        if not body.stream:
+        release = gate.enter()
+        try:
+            stream = app.engine.stream(users[-1], history=users[:-1], collection=name)
+            completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+            created = int(time.time())
+            limited = Deadline(stream, timeout_s)
+            if body.stream:
+                chunks = chat_chunks(completion_id, created, name, limited, metrics)
+                return sse(chunks, release, done=True)
             limited.finish()
-            observe_first_token(metrics, stream.answer)
-            return chat_completion(completion_id, created, name, stream.answer)
-        return sse(chat_chunks(completion_id, created, name, limited, metrics), done=True)
+        finally:
+            if not body.stream:
+                release()
+        observe_first_token(metrics, stream.answer)
+        return chat_completion(completion_id, created, name, stream.answer)
 
     return api
 
@@ -366,14 +383,53 @@ def error_response(
     )
 
 
-def sse(events: Iterator[dict], done: bool = False) -> StreamingResponse:
-    def lines() -> Iterator[str]:
-        for event in events:
-            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-        if done:
-            yield "data: [DONE]\n\n"
+def sse(events: Iterator[dict], release, done: bool = False) -> StreamingResponse:
+    """Server-sent events; `release` gives the answer's place back once the stream ends (or,
+    for a response that never starts, once Starlette is done with it)."""
 
-    return StreamingResponse(lines(), media_type="text/event-stream")
+    def lines() -> Iterator[str]:
+        try:
+            for event in events:
+                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+            if done:
+                yield "data: [DONE]\n\n"
+        finally:
+            release()
+
+    return StreamingResponse(
+        lines(), media_type="text/event-stream", background=BackgroundTask(release)
+    )
+
+
+class Admission:
+    """At most `limit` answers in the server at once (searching, waiting for the model or
+    being written); one more is turned away with 503 and Retry-After. Counted when a request
+    is admitted, not when it reaches the model, so a burst cannot slip past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inside = 0
+        self._lock = threading.Lock()
+
+    def enter(self):
+        with self._lock:
+            if self.inside >= self.limit:
+                raise ApiError(
+                    503,
+                    "busy",
+                    f"{self.limit} answers are already being prepared; try again shortly",
+                    {"Retry-After": "5"},
+                )
+            self.inside += 1
+        done = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if not done.is_set():
+                    done.set()
+                    self.inside -= 1
+
+        return release
 
 
 def observe_first_token(metrics: Metrics, answer: Answer) -> None:

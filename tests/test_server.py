@@ -4,6 +4,7 @@ OpenAI-compatible route, JSON errors, and the committed OpenAPI document."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -247,3 +248,41 @@ def test_an_answer_over_the_time_limit_is_stopped(app, fake_llm, tmp_path):
     assert last["choices"][0]["finish_reason"] == "length" and lines[-1] == "data: [DONE]"
     text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content", "") for x in lines[:-1])
     assert text.strip() == "one"
+
+
+def test_a_burst_is_admitted_up_to_the_limit_at_once(app, fake_llm, tmp_path):
+    """Answers are counted from admission, not from reaching the model: of a burst, exactly
+    `max_queue` get in, the rest get 503, and each place is given back when its answer ends."""
+    import threading
+
+    folder = tmp_path / "staff"
+    folder.mkdir()
+    (folder / "staff.md").write_text(LEAVE)
+    app.ingestor().ingest([folder], "staff")
+    client = TestClient(create_api(app, KeyStore(app.settings.home), max_queue=2))
+    fake_llm.lock.acquire()  # the model is busy: admitted answers pile up
+    statuses: list[int] = []
+
+    def ask_once() -> None:
+        statuses.append(
+            client.post("/v1/collections/staff/ask", json={"question": "leave?"}).status_code
+        )
+
+    burst = [threading.Thread(target=ask_once) for _ in range(5)]
+    for thread in burst:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(statuses) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(statuses) == [503, 503, 503]
+    fake_llm.lock.release()
+    for thread in burst:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [200, 200, 503, 503, 503]
+    assert client.post("/v1/collections/staff/ask", json={"question": "leave?"}).status_code == 200
+    with client.stream(
+        "POST", "/v1/collections/staff/ask", json={"question": "leave?", "stream": True}
+    ) as response:
+        list(response.iter_lines())
+    metrics = client.get("/metrics").text
+    assert "rag_answers_in_progress 0.0" in metrics  # streamed answers give their place back
