@@ -121,6 +121,7 @@ def run_serve(args: argparse.Namespace, app: App) -> int:
         )
     import uvicorn
 
+    api.state.warmup.start()  # /readyz answers 200 once both models are loaded
     print(f"rag API on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     uvicorn.run(api, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     return 0

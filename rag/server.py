@@ -182,7 +182,6 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
         version=API_VERSION,
         description="Private question answering over your own documents.",
     )
-    ready = threading.Event()
     metrics = Metrics(app)
 
     request_limit = app.settings.max_file_mb * UPLOAD_FILES * 1024 * 1024
@@ -256,15 +255,24 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
     def healthz() -> dict:
         return {"status": "ok"}
 
+    warming = Warmup(app)
+
     @api.get("/readyz")
     def readyz() -> JSONResponse:
+        """Ready once both models are loaded (started in the background by the first call or
+        by `rag serve` at start) and the store answers."""
+        if warming.error:
+            return error_response(503, "not_ready", warming.error)
+        if not warming.done.is_set():
+            warming.start()
+            return error_response(503, "not_ready", "loading the models; ask again shortly")
         try:
-            collection_names()
-            app.models.embedder  # noqa: B018 - loads the model once
+            names = collection_names()
         except UserError as exc:
             return error_response(503, "not_ready", str(exc))
-        ready.set()
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "collections": len(names)})
+
+    api.state.warmup = warming
 
     @api.get("/metrics")
     def prometheus(who: Annotated[Access, Depends(access)]) -> Response:
@@ -399,6 +407,33 @@ def sse(events: Iterator[dict], release, done: bool = False) -> StreamingRespons
     return StreamingResponse(
         lines(), media_type="text/event-stream", background=BackgroundTask(release)
     )
+
+
+class Warmup:
+    """Loads the embedding model and the LLM once, in a background thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.done = threading.Event()
+        self.error: str | None = None
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="rag-warmup", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            self.app.models.embedder  # noqa: B018 - loads the model
+            self.app.models.llm  # noqa: B018
+        except UserError as exc:
+            self.error = str(exc)
+        finally:
+            self.done.set()
 
 
 class Admission:

@@ -30,6 +30,17 @@ def served(app, tmp_path):
     return app, keys, TestClient(create_api(app, keys), raise_server_exceptions=False)
 
 
+def wait_ready(client: TestClient):
+    """/readyz answers 503 while the models load, then 200."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        assert response.json()["error"]["type"] == "not_ready"
+        time.sleep(0.05)
+
+
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
@@ -37,7 +48,7 @@ def bearer(key: str) -> dict:
 def test_open_server_answers_searches_and_lists(served):
     _, _, client = served
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    assert wait_ready(client).json()["status"] == "ready"
     models = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert {"staff", "robots"} <= set(models)
     found = client.post("/v1/collections/staff/search", json={"query": "annual leave"}).json()
