@@ -165,6 +165,24 @@ class LibraryCollector:
         yield chunks
 
 
+def per_file(name: str, path: str, records: dict[str, FileRecord], report: dict) -> dict:
+    """One uploaded file's outcome: stored (with its id and chunks), skipped or failed."""
+    for kind, key in (("skipped", "reason"), ("failed", "error")):
+        for item in report[kind]:
+            if item["file"] == path:
+                return {"name": name, "file": path, "outcome": kind, "reason": item[key]}
+    record = records.get(path)
+    if record is None:
+        return {"name": name, "file": path, "outcome": "not stored", "reason": "see the report"}
+    return {
+        "name": name,
+        "file": path,
+        "outcome": record.status,
+        "id": document_id(path),
+        "chunks": record.chunks,
+    }
+
+
 def document_id(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
@@ -305,7 +323,7 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
         who.check(name, write=True)
         limit = app.settings.max_file_mb
         folder = app.settings.home / "uploads" / name
-        stored, notes = [], []
+        stored, notes, names = [], [], []
         for item in files:
             data = item.file.read(int(limit * 1024 * 1024) + 1)
             if len(data) > limit * 1024 * 1024:
@@ -316,9 +334,15 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
                 )
             saved = store_upload(folder, item.filename or "upload", data)
             stored.append(saved.path)
+            names.append(saved.name)
             notes.append(saved.message(folder.parent))
         report = app.ingestor().ingest(stored, name)
-        return {**report.to_json(), "uploads": notes}
+        records = {r.path: r for r in app.engine.library(name)}
+        documents = [
+            per_file(upload_name, str(path.resolve()), records, report.to_json())
+            for upload_name, path in zip(names, stored, strict=True)
+        ]
+        return {**report.to_json(), "documents": documents, "uploads": notes}
 
     @api.delete("/v1/collections/{name}/documents/{doc_id}")
     def delete_document(name: str, doc_id: str, who: Annotated[Access, Depends(access)]) -> dict:

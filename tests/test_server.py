@@ -65,18 +65,23 @@ def test_open_server_answers_searches_and_lists(served):
 def test_upload_list_and_delete(served):
     app, _, client = served
     files = [("files", ("../../etc/notes.md", b"Parking is free for staff.\n", "text/markdown"))]
+    files.append(("files", ("empty.txt", b"   \n", "text/plain")))
     report = client.post("/v1/collections/staff/documents", files=files).json()
     assert report["files"] == 1 and report["collection"] == "staff"
+    first, empty = report["documents"]
+    assert first["name"] == "../../etc/notes.md" and first["outcome"] == "stored"
+    assert first["chunks"] >= 1 and len(first["id"]) == 16
+    assert empty["name"] == "empty.txt" and empty["outcome"] == "skipped" and empty["reason"]
     uploads = app.settings.home / "uploads" / "staff"
     stored = [p for p in uploads.rglob("*") if p.is_file()]
-    assert [p.name for p in stored] == ["etc_notes.md"] or [p.name for p in stored] == ["notes.md"]
+    assert sorted(p.name for p in stored) == ["empty.txt", "notes.md"]
     assert all(uploads in p.parents for p in stored)  # the name never leaves the uploads folder
     docs = client.get("/v1/collections/staff/documents").json()["documents"]
-    uploaded = next(d for d in docs if "uploads" in d["file"])
+    uploaded = next(d for d in docs if "uploads" in d["file"] and d["status"] == "stored")
     gone = client.delete(f"/v1/collections/staff/documents/{uploaded['id']}")
     assert gone.status_code == 200 and gone.json()["removed"] == 1
     after = client.get("/v1/collections/staff/documents").json()["documents"]
-    assert all("uploads" not in d["file"] for d in after)
+    assert all("uploads" not in d["file"] for d in after if d["status"] == "stored")
     missing = client.delete("/v1/collections/staff/documents/0000000000000000")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
 
