@@ -213,6 +213,8 @@ def run_ask(args: argparse.Namespace, app: App) -> int:
 
 
 def print_sources(answer: Answer) -> None:
+    if answer.refused and answer.refusal_reason:
+        print(f"(not answered: {answer.refusal_reason})")
     print("\nSources:")
     for number, source in enumerate(answer.sources, start=1):
         mark = "*" if number in answer.cited else " "

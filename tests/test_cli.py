@@ -494,3 +494,17 @@ def test_a_closed_pipe_ends_the_command_quietly(capsys):
 
     assert run_command("rag ask", body) == 0
     assert "unexpected" not in capsys.readouterr().err
+
+
+def test_a_refused_question_says_why_in_text(settings, fake_embedder, capsys):
+    llm = FakeLLM()
+    strict = build_app(
+        settings.model_copy(update={"refuse_below": 0.99}), embedder=fake_embedder, llm=llm
+    )
+    ingest.cli.main([str(DATA / "notes.md"), "--json"], app=strict)
+    capsys.readouterr()
+    assert rag.cli.main(["ask", "What is the boiling point of tungsten?"], app=strict) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The documents do not contain the answer.")
+    assert "(not answered: no passage is about what the question asks)" in out
+    assert llm.prompts == []
