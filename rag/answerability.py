@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rag.answer import SourceRef
-from rag.evidence import sentence_spans
+from rag.evidence import cosine, sentence_spans
 from rag.keyword import FUNCTION_WORDS, tokenize
 from rag.settings import Settings
 
@@ -184,7 +184,7 @@ def focus(question: str) -> Focus:
     return Focus(answer_type, bool(ASKS_DEFAULT.search(question)), key_terms(question), quantity)
 
 
-def mentions(words: tuple[str, ...], tokens: set[str]) -> bool:
+def mentions(words: tuple[str, ...], tokens: frozenset[str] | set[str]) -> bool:
     """Any of `words` among `tokens`, by a shared start of at least 4 letters ("second" in
     "seconds", "column" in "columns")."""
     stems = {w[:4] if len(w) > 4 else w for w in words}
@@ -237,7 +237,6 @@ def missing_terms(terms: Sequence[str], vocabulary: set[str], text: str = "") ->
 @dataclass
 class Sentence:
     text: str
-    source: int  # index in the sources
     similarity: float
     coverage: float  # IDF-weighted share of the question's words in the sentence's neighbourhood
     near: frozenset[str] = frozenset()  # the words of the sentence, its neighbours and heading
@@ -267,18 +266,6 @@ class Signals:
             return self.support
         return self.typed.support if self.typed else 0.0
 
-    def public(self) -> dict:
-        return {
-            "answer_type": self.focus.answer_type,
-            "asks_default": self.focus.wants_default,
-            "key_terms": list(self.focus.key_terms),
-            "missing_terms": self.missing,
-            "support": round(self.support, 4),
-            "typed_support": round(self.typed_support, 4),
-            "default_stated": self.default_stated,
-            "best_sentence": self.best.text if self.best else None,
-        }
-
 
 def read_evidence(
     question: str,
@@ -295,8 +282,8 @@ def read_evidence(
     total = sum(weights.values()) or 1.0
     vocabulary: set[str] = set()
     passages: list[str] = []
-    rows: list[tuple[str, int, float, frozenset[str]]] = []  # sentence, source, coverage, words
-    for index, source in enumerate(sources):
+    rows: list[tuple[str, float, frozenset[str]]] = []  # sentence, coverage, words around it
+    for source in sources:
         around = set(tokenize(f"{source.title} {source.heading} {source.file_name}"))
         vocabulary |= around | set(tokenize(source.text))
         passages.append(f"{source.title} {source.heading} {source.text}")
@@ -307,7 +294,7 @@ def read_evidence(
             near |= tokens[i - 1] if i else set()
             near |= tokens[i + 1] if i + 1 < len(tokens) else set()
             share = sum(v for w, v in weights.items() if w in near) / total
-            rows.append((piece, index, share, frozenset(near)))
+            rows.append((piece, share, frozenset(near)))
     signals = Signals(asked, missing_terms(asked.key_terms, vocabulary, " ".join(passages)))
     rows = rows[:MAX_SENTENCES]
     if not rows:
@@ -315,15 +302,15 @@ def read_evidence(
     unique = list(dict.fromkeys(row[0] for row in rows))
     vectors = dict(zip(unique, embed(unique), strict=True))
     sentences = [
-        Sentence(text, index, _cosine(question_vector, vectors[text]), coverage, near)
-        for text, index, coverage, near in rows
+        Sentence(text, cosine(question_vector, vectors[text]), coverage, near)
+        for text, coverage, near in rows
     ]
     signals.best = max(sentences, key=lambda s: s.support)
     if asked.answer_type is not None:
         pattern = STATES[asked.answer_type]
         typed = [s for s in sentences if pattern.search(s.text)]
         if asked.quantity:
-            typed = [s for s in typed if mentions(asked.quantity, set(s.near))]
+            typed = [s for s in typed if mentions(asked.quantity, s.near)]
         signals.typed = max(typed, key=lambda s: s.support, default=None)
         if asked.wants_default and asked.answer_type in ("number", "version"):
             signals.default_stated = any(
@@ -336,9 +323,8 @@ def read_evidence(
 class Verdict:
     refused: bool
     reason: str | None = None
-    signal: str | None = (
-        None  # which check refused: topic, key_terms, default, answer_type, support
-    )
+    # which check refused: topic, key_terms, default, answer_type, support
+    signal: str | None = None
 
 
 VALUE_WORDS = {
@@ -364,10 +350,3 @@ def judge(signals: Signals, settings: Settings) -> Verdict:
     if signals.support < s.refuse_min_support:
         return Verdict(True, "no sentence in the passages matches the question closely", "support")
     return Verdict(False)
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = sum(x * x for x in a) ** 0.5
-    nb = sum(y * y for y in b) ** 0.5
-    return dot / (na * nb) if na and nb else 0.0

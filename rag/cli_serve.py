@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import logging
-import socket
 
 from rag.app import App
 from rag.errors import UserError
 from rag.keys import KeyStore
-
-log = logging.getLogger(__name__)
+from rag.ui_launch import is_loopback
 
 
 def add_serve_commands(sub) -> None:
@@ -84,26 +80,14 @@ def run_keys(args: argparse.Namespace, app: App) -> int:
         items = [k.public() for k in store.load()]
         if args.json:
             print(json.dumps(items))
-        for item in [] if args.json else items:
+            return 0
+        for item in items:
             mode = " read-only" if item["read_only"] else ""
             print(f"{item['id']}  {','.join(item['collections'])}{mode}  created {item['created']}")
         return 0
     revoked = store.revoke(args.id)
     print(f"revoked key {revoked.id} ({', '.join(revoked.collections)})")
     return 0
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(
-                ipaddress.ip_address(info[4][0]).is_loopback
-                for info in socket.getaddrinfo(host, None)
-            )
-        except OSError:
-            return False
 
 
 def run_serve(args: argparse.Namespace, app: App) -> int:

@@ -12,7 +12,8 @@ from rag.errors import UserError
 class Metrics:
     """The API's Prometheus metrics, in a registry of its own (one per API object)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, gate) -> None:
+        """`gate` is the API's http_answers.Admission: its count is the answers in progress."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "rag_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
@@ -28,14 +29,11 @@ class Metrics:
         )
         queue = Gauge("rag_queue_depth", "Answers waiting for the model", registry=self.registry)
         queue.set_function(lambda: app.engine.queue_length)
-        self.inside = Gauge(
+        inside = Gauge(
             "rag_answers_in_progress", "Answers admitted and not finished", registry=self.registry
         )
+        inside.set_function(lambda: gate.inside)
         self.registry.register(LibraryCollector(app))
-
-    def admitted(self, gate) -> None:
-        """Report `gate.inside` (an http_answers.Admission) as answers in progress."""
-        self.inside.set_function(lambda: gate.inside)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.errors import UserError
+from rag.private_file import write_private_json
 from rag.settings import validate_collection_name
 
 FILE_NAME = "api-keys.json"
@@ -67,16 +66,7 @@ class KeyStore:
             ) from exc
 
     def save(self, keys: list[ApiKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".api-keys-")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump([asdict(k) for k in keys], out, indent=2)
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_private_json(self.path, [asdict(k) for k in keys])
 
     def create(self, collections: list[str], read_only: bool = False) -> tuple[ApiKey, str]:
         """A new key for `collections`: its entry, and the key text (shown once)."""
@@ -104,13 +94,13 @@ class KeyStore:
                 return key
         raise ApiKeyError(f"no key with id '{key_id}'; `rag keys list` shows the ids")
 
-    def find(self, text: str) -> ApiKey | None:
-        """The key entry for a presented key, or None."""
+    def find(self, text: str, keys: list[ApiKey] | None = None) -> ApiKey | None:
+        """The key entry for a presented key, or None (among `keys` when already loaded)."""
         parts = text.split("_", 2)
         if len(parts) != 3 or parts[0] != "rag":
             return None
         wanted = digest(text)
-        for key in self.load():
+        for key in self.load() if keys is None else keys:
             if key.id == parts[1] and hmac.compare_digest(key.digest, wanted):
                 return key
         return None

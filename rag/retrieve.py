@@ -34,9 +34,8 @@ class Retrieval:
     coverage: float
     refused: bool
     reason: str | None = None  # why it was refused, in one line
-    check: str | None = (
-        None  # the check that refused: topic, key_terms, default, answer_type, support
-    )
+    # the check that refused: topic, key_terms, default, answer_type, support
+    check: str | None = None
     signals: Signals | None = None
 
 

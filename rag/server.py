@@ -141,7 +141,8 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
         version=API_VERSION,
         description="Private question answering over your own documents.",
     )
-    metrics = Metrics(app)
+    gate = Admission(max_queue)
+    metrics = Metrics(app, gate)
 
     request_limit = app.settings.max_file_mb * UPLOAD_FILES * 1024 * 1024
 
@@ -173,16 +174,13 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "send an API key: Authorization: Bearer <key>")
-        key = keys.find(token.strip())
+        key = keys.find(token.strip(), stored)
         if key is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         return Access(key)
 
     def collection_names() -> list[str]:
         return app.store.names()
-
-    gate = Admission(max_queue)
-    metrics.admitted(gate)
 
     @api.exception_handler(ApiError)
     def api_error(_: Request, exc: ApiError) -> JSONResponse:

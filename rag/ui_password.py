@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from rag.errors import UserError
+from rag.private_file import write_private_json
 
 FILE_NAME = "ui-password.json"
 # Set for the page by `rag ui` when it must ask for the password, and where the hash is.
@@ -62,16 +61,7 @@ def hash_password(password: str, salt: bytes | None = None) -> dict:
 def store_password(home: Path, password: str) -> Path:
     """Replace the stored hash with one of `password`; the file is readable by its owner only."""
     path = password_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".ui-password-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(hash_password(password), out, indent=2)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private_json(path, hash_password(password))
     return path
 
 

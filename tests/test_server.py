@@ -41,6 +41,16 @@ def wait_ready(client: TestClient):
         time.sleep(0.05)
 
 
+@pytest.fixture
+def staff_api(app, tmp_path):
+    """One collection (staff) with one document; makes the API over it with the given options."""
+    folder = tmp_path / "staff"
+    folder.mkdir()
+    (folder / "staff.md").write_text(LEAVE)
+    app.ingestor().ingest([folder], "staff")
+    return lambda **options: TestClient(create_api(app, KeyStore(app.settings.home), **options))
+
+
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
@@ -193,12 +203,8 @@ def test_errors_are_json_one_line_never_a_trace(served, fake_llm):
     assert huge.status_code == 413 and "at most 20 files" in huge.json()["error"]["message"]
 
 
-def test_full_queue_answers_503_with_retry_after(app, fake_llm, tmp_path):
-    folder = tmp_path / "staff"
-    folder.mkdir()
-    (folder / "staff.md").write_text(LEAVE)
-    app.ingestor().ingest([folder], "staff")
-    client = TestClient(create_api(app, KeyStore(app.settings.home), max_queue=0))
+def test_full_queue_answers_503_with_retry_after(staff_api):
+    client = staff_api(max_queue=0)
     busy = client.post("/v1/collections/staff/ask", json={"question": "leave?"})
     assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
 
@@ -246,12 +252,8 @@ def test_metrics_count_requests_first_tokens_and_the_library(served):
     assert client.get("/metrics").status_code == 401
 
 
-def test_an_answer_over_the_time_limit_is_stopped(app, fake_llm, tmp_path):
-    folder = tmp_path / "staff"
-    folder.mkdir()
-    (folder / "staff.md").write_text(LEAVE)
-    app.ingestor().ingest([folder], "staff")
-    client = TestClient(create_api(app, KeyStore(app.settings.home), timeout_s=0))
+def test_an_answer_over_the_time_limit_is_stopped(staff_api, fake_llm):
+    client = staff_api(timeout_s=0)
     fake_llm.enqueue("one two three four five six seven")
     plain = client.post("/v1/collections/staff/ask", json={"question": "leave?"})
     assert plain.status_code == 504 and plain.json()["error"]["type"] == "timeout"
@@ -266,16 +268,12 @@ def test_an_answer_over_the_time_limit_is_stopped(app, fake_llm, tmp_path):
     assert text.strip() == "one"
 
 
-def test_a_burst_is_admitted_up_to_the_limit_at_once(app, fake_llm, tmp_path):
+def test_a_burst_is_admitted_up_to_the_limit_at_once(staff_api, fake_llm):
     """Answers are counted from admission, not from reaching the model: of a burst, exactly
     `max_queue` get in, the rest get 503, and each place is given back when its answer ends."""
     import threading
 
-    folder = tmp_path / "staff"
-    folder.mkdir()
-    (folder / "staff.md").write_text(LEAVE)
-    app.ingestor().ingest([folder], "staff")
-    client = TestClient(create_api(app, KeyStore(app.settings.home), max_queue=2))
+    client = staff_api(max_queue=2)
     fake_llm.lock.acquire()  # the model is busy: admitted answers pile up
     statuses: list[int] = []
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -50,6 +52,41 @@ def run_cli(*argv: str, env: dict | None = None, offline: bool = False, timeout:
     )
 
 
+def run_in_namespace(script: str, *args: str, env: dict, timeout: int):
+    """Run a Python `script` (with `args`) in a new network namespace that has only loopback."""
+    from tests.conftest import ROOT
+
+    command = " ".join(shlex.quote(part) for part in (sys.executable, script, *args))
+    return subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && exec {command}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def start_server(
+    command: str, port: int, health: str, env: dict, output=subprocess.DEVNULL
+) -> subprocess.Popen:
+    """`rag COMMAND --port PORT` started and answering `health`; stopped again if it never does."""
+    process = subprocess.Popen(
+        [str(BIN / "rag"), command, "--port", str(port)],
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}{health}", timeout=120, process=process)
+    except BaseException:
+        process.kill()
+        process.communicate(timeout=30)
+        raise
+    return process
+
+
 def network_namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False
@@ -88,19 +125,26 @@ class UiServer:
 
 
 @contextmanager
+def api_server(env: dict) -> Iterator[str]:
+    """`rag serve` on a free loopback port (yields its base URL); stopped after the block, and
+    its output must hold no traceback."""
+    port = free_port()
+    process = start_server("serve", port, "/healthz", env, output=subprocess.PIPE)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+        assert "Traceback" not in output, output
+
+
+@contextmanager
 def ui_server(env: dict) -> Iterator[UiServer]:
     """`rag ui` on a free loopback port, answering before the block starts, stopped after it."""
     port = free_port()
     server = UiServer(port, f"http://127.0.0.1:{port}/")
-    process = subprocess.Popen(
-        [str(BIN / "rag"), "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_server("ui", port, "/_stcore/health", env, output=subprocess.PIPE)
     try:
-        wait_for_http(f"{server.url}_stcore/health", timeout=120, process=process)
         yield server
     finally:
         process.terminate()

@@ -5,36 +5,15 @@ its own collection and getting 404 for the other's."""
 from __future__ import annotations
 
 import json
-import subprocess
-from contextlib import contextmanager
 
 import httpx
 import openai
 import pytest
 
 from tests.conftest import DATA
-from tests.integration.conftest import BIN, free_port, run_cli, stub_env, stub_llm, wait_for_http
+from tests.integration.conftest import api_server, run_cli, stub_env, stub_llm
 
 ANSWER = "The text says so [1]."
-
-
-@contextmanager
-def api_server(env: dict):
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "rag"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=120, process=process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-        assert "Traceback" not in output, output
 
 
 def make_key(env: dict, collection: str) -> str:

@@ -13,20 +13,13 @@ import time
 import httpx
 
 from tests.conftest import ROOT
-from tests.integration.conftest import BIN, free_port, run_cli, wait_for_http
+from tests.integration.conftest import free_port, run_cli, start_server
 
 SAMPLES = ROOT / "sample_docs"
 
 
 def start(env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [str(BIN / "rag"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=120, process=process)
-    return process
+    return start_server("serve", port, "/healthz", env)
 
 
 def upload(url: str, timeout: float = 600) -> httpx.Response:

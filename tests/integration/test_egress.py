@@ -83,16 +83,10 @@ def test_ui_server_reaches_nothing_but_loopback(host, tmp_path):
     if missing:
         pytest.skip(missing)
     trace = tmp_path / "trace"
+    from tests.integration.conftest import run_in_namespace
+
     env = dict(os.environ, RAG_HOME=str(tmp_path / "home"))
-    probe = f"ip link set lo up && exec {sys.executable} {__file__} {host} {trace}"
-    result = subprocess.run(
-        ["unshare", "--net", "--", "sh", "-c", probe],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=240,
-    )
+    result = run_in_namespace(__file__, host, str(trace), env=env, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     output = result.stdout
     assert "page answered" in output and "cross-origin answered" in output, output[-3000:]

@@ -18,20 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ingest_ask_and_serve_work_with_only_loopback(tmp_path):
-    from tests.integration.conftest import network_namespaces_work
+    from tests.integration.conftest import network_namespaces_work, run_in_namespace
 
     if not network_namespaces_work():
         pytest.skip("network namespaces are not available here (unshare --net)")
     env = dict(os.environ, RAG_HOME=str(tmp_path / "home"))
-    probe = f"ip link set lo up && exec {sys.executable} {__file__} {tmp_path}"
-    result = subprocess.run(
-        ["unshare", "--net", "--", "sh", "-c", probe],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
+    result = run_in_namespace(__file__, str(tmp_path), env=env, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     steps = ("no route out", "ingest ok", "ask ok", "upload ok", "api ask ok", "openai ok", "ui ok")
