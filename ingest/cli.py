@@ -1,6 +1,7 @@
 """The `ingest` command: a thin layer over the App's ingestor.
 
 ingest [add] PATH... [--sync] [--ocr]  add or update files and folders (`add` may be left out)
+ingest PATH... --ray [ADDRESS]        the same, parsing and embedding on a Ray cluster
 ingest remove PATH...                 forget files or folders
 ingest list [--json]                  what is stored, per file
 ingest collections [--json]           collections and their sizes
@@ -10,6 +11,7 @@ ingest check [--repair] [--json]      compare manifest, store and keyword index;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from ingest.loaders import supported_suffixes
 from ingest.names import printable
-from ingest.pipeline import IngestReport, discover
+from ingest.pipeline import Ingestor, IngestReport, discover
 from rag import store
 from rag.app import App
 from rag.cli_support import (
@@ -92,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_wait(add)
     add.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="parse, split and embed on a Ray cluster (needs `pip install .[cluster]`): with no "
+        "ADDRESS it uses RAG_RAY_ADDRESS, or starts a local one; 'auto' joins the one started "
+        "here with `ray start`; HOST:PORT or ray://HOST:PORT joins another. The files must be "
+        "at the same path on every node (shared storage). Write it after the paths",
+    )
+    add.add_argument(
+        "--ray-actors",
+        type=positive_int,
+        metavar="N",
+        help="with --ray: embedding actors on the cluster, each loading the model once "
+        "(default: one per CPU of the cluster)",
+    )
+    add.add_argument(
         "--if-empty",
         action="store_true",
         help="do nothing when the collection already holds documents (used by `make run`)",
@@ -152,7 +171,10 @@ def main(argv: list[str] | None = None, app: App | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in SUBCOMMANDS and argv[0] not in HELP_FLAGS:
         argv.insert(0, "add")  # `ingest PATH...` is `ingest add PATH...`
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "ray_actors", None) and args.ray is None:
+        parser.error("--ray-actors needs --ray")
     command = "ingest" if args.command == "add" else f"ingest {args.command}"
     return run_command(
         command,
@@ -176,6 +198,8 @@ def run_add(args: argparse.Namespace, app: App) -> int:
         return ExitStatus.OK
     files = discover(args.paths)
     ingestor = app.ingestor(ocr=args.ocr)
+    if args.ray is not None:
+        ingestor = on_ray(ingestor, args.ray or app.settings.ray_address, args.ray_actors)
     progress, close = progress_bar(len(files), enabled=not args.json and sys.stderr.isatty())
     try:
         report = ingestor.ingest(
@@ -194,6 +218,29 @@ def run_add(args: argparse.Namespace, app: App) -> int:
     else:
         print_report(report)
     return ExitStatus.PARTIAL if report.failed else ExitStatus.OK
+
+
+def on_ray(ingestor: Ingestor, address: str | None, actors: int | None) -> Ingestor:
+    """The same ingestor, parsing and embedding on a Ray cluster: ClusterError (one line) at
+    once when Ray is not installed or nothing listens at the address."""
+    from ingest.cluster import ClusterOptions, check_reachable, prepare_ray
+
+    prepare_ray(local=not address)
+    if address:
+        check_reachable(address)
+    options = ClusterOptions(address or None, actors, notice)
+    return dataclasses.replace(ingestor, parse_pool=options.pool)
+
+
+def positive_int(value: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
 
 
 def run_remove(args: argparse.Namespace, app: App) -> int:

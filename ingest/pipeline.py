@@ -84,6 +84,9 @@ class Ingestor:
     keywords: KeywordIndexes
     models: Models
     ocr: bool = False  # read scanned pages with OCR (it changes what is stored: see signature)
+    # Makes the pool that parses (and may embed) files, called like ParsePool(settings, ocr);
+    # None: ParsePool. `ingest --ray` passes ingest.cluster.ClusterOptions(...).pool.
+    parse_pool: Callable | None = None
     signature: str = field(init=False)
     _chunker: Chunker | None = field(default=None, init=False, repr=False)
 
@@ -297,7 +300,7 @@ class Ingestor:
         pending: list[Parsed] = []
         reached: list[tuple[Path, FileRecord]] = []
         size = 0
-        pool = ParsePool(self.settings, self.ocr)  # parses in guarded worker processes
+        pool = (self.parse_pool or ParsePool)(self.settings, self.ocr)
         try:
             for path, record, result in pool.map(to_parse):
                 chunks = 0
@@ -369,8 +372,10 @@ class Ingestor:
         step = self.settings.ingest_batch_chunks
         for start in range(0, len(nodes), step):
             part = nodes[start : start + step]
+            todo = [node for node in part if node.embedding is None]  # a Ray pool embedded some
             try:
-                self.embedder(part)
+                if todo:
+                    self.embedder(todo)
             except Exception as exc:
                 raise EmbeddingFailed(exc) from exc
             store.upsert_nodes(collection, part)

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         le=64,
         description="Parser processes working ahead of embedding (0: one, parsing one file at a time).",
     )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster for `ingest --ray` given no ADDRESS: 'auto', HOST:PORT or "
+        "ray://HOST:PORT; unset = start a local one.",
+    )
 
     chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
     chroma_port: int = Field(8000, ge=1, le=65535)
