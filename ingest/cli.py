@@ -225,9 +225,9 @@ def on_ray(ingestor: Ingestor, address: str | None, actors: int | None) -> Inges
     once when Ray is not installed or nothing listens at the address."""
     from ingest.cluster import ClusterOptions, check_reachable, prepare_ray
 
-    prepare_ray(local=not address)
     if address:
         check_reachable(address)
+    prepare_ray(local=not address)
     options = ClusterOptions(address or None, actors, notice)
     return dataclasses.replace(ingestor, parse_pool=options.pool)
 

@@ -183,6 +183,19 @@ def file_result(payload: str):
     return nodes, data["parser"], data["warnings"]
 
 
+def parse_and_embed(parser: ParsePool, embedder, step: int, tasks: list) -> list[str]:
+    """Parse and split the files of `tasks` ((path, FileTask) pairs) in the guarded parser,
+    embed all their chunks `step` at a time, and return one file_payload per file."""
+    results = [result for _, _, result in parser.map(tasks)]
+    nodes = [n for r in results if not isinstance(r, FileProblem) for n in r[0]]
+    for start in range(0, len(nodes), step):
+        embedder(nodes[start : start + step])  # sets each node's embedding
+    return [
+        file_payload(r, [] if isinstance(r, FileProblem) else [n.embedding for n in r[0]])
+        for r in results
+    ]
+
+
 class FileEmbedder:
     """A Ray Data actor: loads the embedding model once (the chunker lives in its guarded
     parser process), then parses, splits and embeds the files of each batch it is sent."""
@@ -201,14 +214,7 @@ class FileEmbedder:
             (Path(str(path)), FileTask(str(key), str(sha)))
             for path, key, sha in zip(batch["path"], batch["key"], batch["sha256"], strict=True)
         ]
-        results = [result for _, _, result in self.parser.map(tasks)]
-        nodes = [n for r in results if not isinstance(r, FileProblem) for n in r[0]]
-        for start in range(0, len(nodes), self.step):
-            self.embedder(nodes[start : start + self.step])  # sets each node's embedding
-        payloads = []
-        for result in results:
-            vectors = [] if isinstance(result, FileProblem) else [n.embedding for n in result[0]]
-            payloads.append(file_payload(result, vectors))
+        payloads = parse_and_embed(self.parser, self.embedder, self.step, tasks)
         return {
             "index": list(batch["index"]),
             "payload": payloads,
