@@ -328,11 +328,7 @@ def run_status(args: argparse.Namespace, app: App) -> int:
     collections = [engine.stats(name) for name in engine.collections()]
     data = {
         "home": str(settings.home),
-        "store": (
-            f"http://{settings.chroma_host}:{settings.chroma_port}"
-            if settings.chroma_host
-            else str(settings.chroma_path)
-        ),
+        "store": settings.chroma_server or str(settings.chroma_path),
         "embed_model": settings.embed_model,
         "llm_model": settings.llm_model,
         "collections": collections,

@@ -6,9 +6,10 @@ import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -163,7 +164,12 @@ class Settings(BaseSettings):
         "ray://HOST:PORT; unset = start a local one.",
     )
 
-    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
+    chroma_url: str | None = Field(
+        None,
+        description="Chroma server, e.g. http://127.0.0.1:8000 (https too; port 8000 for http "
+        "and 443 for https when left out); unset = embedded store.",
+    )
+    chroma_host: str | None = Field(None, description="Chroma server host (or RAG_CHROMA_URL).")
     chroma_port: int = Field(8000, ge=1, le=65535)
 
     ui_host: str = "127.0.0.1"
@@ -214,9 +220,76 @@ class Settings(BaseSettings):
             raise ValueError(f"must be smaller than RAG_CHUNK_SIZE ({size})")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _chroma_server(cls, data: Any) -> Any:
+        """RAG_CHROMA_URL, checked and written out in full; RAG_CHROMA_HOST/PORT, when also set,
+        must name the same server (they are kept as the URL's host and port)."""
+        if not isinstance(data, dict) or not data.get("chroma_url"):
+            return data
+        url = str(data["chroma_url"]).strip()
+        scheme, host, port = parse_chroma_url(url)
+        given_host, given_port = data.get("chroma_host"), data.get("chroma_port")
+        if (given_host and str(given_host).strip("[]").lower() != host) or (
+            given_port not in (None, "") and str(given_port).strip() != str(port)
+        ):
+            raise SettingsError(
+                f"RAG_CHROMA_URL={url!r} and RAG_CHROMA_HOST/RAG_CHROMA_PORT "
+                f"({given_host or '-'}:{given_port or '-'}) name different servers; "
+                "unset RAG_CHROMA_HOST and RAG_CHROMA_PORT (RAG_CHROMA_URL is enough)"
+            )
+        full = chroma_url(scheme, host, port)
+        return {**data, "chroma_url": full, "chroma_host": host, "chroma_port": port}
+
+    @property
+    def chroma_server(self) -> str | None:
+        """The Chroma server's URL, or None for the embedded store in RAG_HOME."""
+        if self.chroma_url:
+            return self.chroma_url
+        if self.chroma_host:
+            return chroma_url("http", self.chroma_host, self.chroma_port)
+        return None
+
     @property
     def chroma_path(self) -> Path:
         return self.home / "chroma"
+
+
+CHROMA_URL_EXAMPLE = "http://127.0.0.1:8000"
+
+
+def parse_chroma_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a Chroma server URL; SettingsError naming RAG_CHROMA_URL and an
+    example when it is not one."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, or out of range
+        problem, parts, port = str(exc), None, None
+    if parts is not None and problem is None:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif port == 0:
+            problem = "port 0"
+        elif parts.username or parts.password:
+            problem = "it must not hold a user name or password"
+        elif parts.path not in ("", "/") or parts.query or parts.fragment:
+            problem = "it must name only a scheme, host and port"
+    if problem is not None or parts is None:
+        raise SettingsError(
+            f"RAG_CHROMA_URL={url!r} is not a Chroma server URL ({problem}); "
+            f"give one like {CHROMA_URL_EXAMPLE}"
+        )
+    default = 443 if parts.scheme == "https" else 8000
+    return parts.scheme, parts.hostname, default if port is None else port
+
+
+def chroma_url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
 
 
 def validate_collection_name(value: str) -> str:

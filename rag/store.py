@@ -68,9 +68,12 @@ STALE_RETRIES = 4
 
 
 def store_failure(location: str, embedded: bool, exc: BaseException) -> StoreError:
-    """One line for a failing store call: damaged files, or what Chroma said."""
+    """One line for a failing store call: damaged files, a server that stopped answering, or
+    what Chroma said."""
     if isinstance(exc, StoreError):
         return exc
+    if not embedded and any(is_connection_failure(e) for e in causes(exc)):
+        return unreachable(location, None, exc)
     detail = " ".join(str(exc).split())[:300] or type(exc).__name__
     lowered = " ".join(str(e) for e in causes(exc)).lower()
     damage = next((e for e in causes(exc) if any(s in str(e).lower() for s in DAMAGE_SIGNS)), None)
@@ -121,13 +124,38 @@ def guarded(function):
 
 def is_store_failure(exc: BaseException) -> bool:
     module = type(exc).__module__ or ""
-    return module.startswith("chromadb") or isinstance(exc, (sqlite3.Error, OSError))
+    return (
+        module.startswith("chromadb")
+        or isinstance(exc, (sqlite3.Error, OSError))
+        or is_connection_failure(exc)
+    )
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """The Chroma server could not be reached, or went away in the middle of a call."""
+    import httpx  # the HTTP client chromadb talks to a server with
+
+    return isinstance(exc, (httpx.TransportError, ConnectionError))
+
+
+def unreachable(url: str, settings: Settings | None, exc: BaseException) -> StoreError:
+    """One line naming the Chroma server that does not answer, and what to do."""
+    setting = "RAG_CHROMA_URL"
+    if settings is not None and not settings.chroma_url:
+        setting = "RAG_CHROMA_HOST"
+    host, _, port = url.split("://", 1)[1].rpartition(":")
+    cause = next((e for e in causes(exc) if is_connection_failure(e)), exc)
+    reason = " ".join(str(cause).split())[:120] or type(cause).__name__
+    return StoreError(
+        f"cannot reach the Chroma server at {url} ({reason}); start it "
+        f"(`chroma run --path DIR --host {host.strip('[]')} --port {port}`) and run the command "
+        f"again, or unset {setting} to use the embedded store"
+    )
 
 
 def location(settings: Settings) -> str:
-    if settings.chroma_host:
-        return f"http://{settings.chroma_host}:{settings.chroma_port}"
-    return str(settings.chroma_path)
+    """The Chroma server's URL, or the embedded store's folder."""
+    return settings.chroma_server or str(settings.chroma_path)
 
 
 def _chroma_settings():
@@ -142,7 +170,7 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.location = location(settings)
-        self.embedded = not settings.chroma_host
+        self.embedded = settings.chroma_server is None
         self._client = None
         self._collections: dict[str, Collection] = {}  # opened once: each open is a Chroma call
         self._lock = threading.Lock()
@@ -237,19 +265,18 @@ def forget_system(path: str, stop: bool) -> None:
 def _connect(settings: Settings):
     import chromadb
 
-    if settings.chroma_host:
-        url = f"http://{settings.chroma_host}:{settings.chroma_port}"
+    url = settings.chroma_server
+    if url is not None:
         try:
             client = chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=_chroma_settings()
+                host=settings.chroma_host,
+                port=settings.chroma_port,
+                ssl=url.startswith("https:"),
+                settings=_chroma_settings(),
             )
             client.heartbeat()
         except Exception as exc:
-            raise StoreError(
-                f"cannot reach the Chroma server at {url} ({type(exc).__name__}); start it "
-                f"(`chroma run --host {settings.chroma_host} --port {settings.chroma_port}`) "
-                "or unset RAG_CHROMA_HOST to use the embedded store"
-            ) from exc
+            raise unreachable(url, settings, exc) from exc
         return client
     try:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
