@@ -228,7 +228,7 @@ def on_ray(ingestor: Ingestor, address: str | None, actors: int | None) -> Inges
     if address:
         check_reachable(address)
     prepare_ray(local=not address)
-    options = ClusterOptions(address or None, actors, notice)
+    options = ClusterOptions(address or None, actors, notice_above_bar)
     return dataclasses.replace(ingestor, parse_pool=options.pool)
 
 
@@ -321,6 +321,13 @@ def run_check(args: argparse.Namespace, app: App) -> int:
 def notice(message: str) -> None:
     """Tell the person at the terminal why the command is waiting."""
     print(f"ingest: {message}", file=sys.stderr, flush=True)
+
+
+def notice_above_bar(message: str) -> None:
+    """A notice printed above the progress bar, if one is showing (the bar is drawn again)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"ingest: {message}", file=sys.stderr)
 
 
 def progress_bar(total: int, enabled: bool):
