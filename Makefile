@@ -42,8 +42,11 @@ run: install
 	$(BIN)/ingest $(SAMPLES) --if-empty
 	$(BIN)/rag ui
 
+# The whole suite with the embedded store, then the integration tests again against a real
+# `chroma run` server on 127.0.0.1 that the tests start (tests/integration/server_pass.py).
 test: install-test
 	$(BIN)/python -m pytest -q
+	RAG_TEST_CHROMA=server $(BIN)/python -m pytest -q tests/integration
 
 lint: install-test
 	$(BIN)/ruff check rag ingest ui tests bench

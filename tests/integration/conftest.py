@@ -21,6 +21,75 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, SAMPLES
+from tests.integration.server_pass import (
+    CHOICE,
+    SERVER_PASS,
+    SKIP_REASONS,
+    ChromaServer,
+    kept_store,
+)
+
+
+def pytest_configure(config) -> None:
+    if CHOICE not in ("embedded", "server"):
+        raise pytest.UsageError(
+            f"RAG_TEST_CHROMA={CHOICE!r}: use 'server' for the pass against a Chroma server, "
+            "or leave it unset"
+        )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """In the server pass, skip what is about the embedded store or runs the same either way."""
+    if not SERVER_PASS:
+        return
+    for item in items:
+        for name, reason in SKIP_REASONS.items():
+            marker = item.get_closest_marker(name)
+            if marker is not None:
+                item.add_marker(pytest.mark.skip(reason=reason.format(*marker.args)))
+                break
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chroma_pass(tmp_path_factory) -> Iterator[ChromaServer | None]:
+    """The server pass's Chroma server (None in the embedded pass), named in RAG_CHROMA_URL for
+    the whole session, so that fixtures outliving one test reach it too."""
+    if not SERVER_PASS:
+        yield None
+        return
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data", free_port())
+    server.start()
+    before = os.environ.get("RAG_CHROMA_URL")
+    os.environ["RAG_CHROMA_URL"] = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+        if before is None:
+            os.environ.pop("RAG_CHROMA_URL", None)
+        else:
+            os.environ["RAG_CHROMA_URL"] = before
+
+
+@pytest.fixture(autouse=True)
+def server_store(request, rag_home, chroma_pass, monkeypatch, tmp_path_factory) -> Iterator[None]:
+    """Server pass: this test's RAG_HOME uses the server, which holds no collection but those
+    of the long-lived fixtures the test uses; and no command of the test made an embedded
+    store (in any RAG_HOME under the test's temporary folders) instead."""
+    if chroma_pass is None:
+        yield
+        return
+    monkeypatch.setenv("RAG_CHROMA_URL", chroma_pass.url)
+    chroma_pass.reset(request.fixturenames)
+    before = embedded_stores(tmp_path_factory.getbasetemp())
+    yield
+    made = embedded_stores(tmp_path_factory.getbasetemp()) - before
+    assert not made, f"the server pass made embedded stores: {sorted(map(str, made))}"
+
+
+def embedded_stores(root: Path) -> set[Path]:
+    """Embedded Chroma stores in RAG_HOMEs one or two folders below `root`."""
+    return {*root.glob("*/chroma/chroma.sqlite3"), *root.glob("*/*/chroma/chroma.sqlite3")}
 
 
 def free_port() -> int:
@@ -44,12 +113,12 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = N
 
 def run_cli(*argv: str, env: dict | None = None, offline: bool = False, timeout: int = 600):
     """Run one of our console scripts; `offline` cuts the network off (loopback only) when possible."""
+    env = env or dict(os.environ)
     command = [str(BIN / argv[0]), *argv[1:]]
-    if offline and network_namespaces_work():
+    # a Chroma server is reached over loopback, which a new network namespace does not share
+    if offline and not env.get("RAG_CHROMA_URL") and network_namespaces_work():
         command = ["unshare", "--net", "--", *command]
-    return subprocess.run(
-        command, capture_output=True, text=True, env=env or dict(os.environ), timeout=timeout
-    )
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def run_in_namespace(script: str, *args: str, env: dict, timeout: int):
@@ -95,11 +164,12 @@ def network_namespaces_work() -> bool:
 
 
 @pytest.fixture(scope="session")
-def sample_home(tmp_path_factory) -> Path:
+def sample_home(tmp_path_factory, chroma_pass) -> Path:
     """A RAG_HOME holding sample_docs/, ingested once with the real embedded model."""
     home = tmp_path_factory.mktemp("sample-home")
     env = dict(os.environ, RAG_HOME=str(home))
-    result = run_cli("ingest", str(SAMPLES), "--json", env=env)
+    with kept_store(chroma_pass, "sample_home"):
+        result = run_cli("ingest", str(SAMPLES), "--json", env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["files"] == len([p for p in SAMPLES.iterdir() if p.is_file()]), report

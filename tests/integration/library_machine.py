@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 )
 
 from rag.store import Store
+from tests.integration.server_pass import fresh_store
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -150,8 +151,12 @@ class LibraryMachine(RuleBasedStateMachine):
         self.home = self.root / "home"
         for sub in FOLDERS:
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        # no setting leaks in from the shell, but the Chroma server of the server pass
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("RAG_") or k == "RAG_CHROMA_URL"
+        }
         self.env.update(CHUNK_ENV, RAG_HOME=str(self.home))
+        fresh_store(self.env)  # each walk starts from an empty store, as from an empty RAG_HOME
         self.files: dict[str, str] = {}  # path under the folder -> marker token, as on disk
         self.indexed: dict[str, str] = {}  # files whose current bytes a completed ingest stored
         self.known: set[str] = set()  # every path a file ever had (for `ingest remove`)

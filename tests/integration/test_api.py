@@ -78,6 +78,7 @@ def test_two_keys_two_collections_each_sees_only_its_own(two_teams):
     assert clients["beta"].get("/v1/collections/beta/documents").json()["documents"]
 
 
+@pytest.mark.server_pass_redundant("the test above uploads and asks through the same routes")
 def test_the_official_openai_client_gets_answers_and_sources(two_teams):
     url, keys = two_teams
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["alpha"], timeout=300)

@@ -7,7 +7,7 @@ import pytest
 from rag.models import LlamaCppChat
 from tests.conftest import BIN
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.store_independent]
 
 # The Llama 3 chat format: a header per role, the text, an end-of-turn marker.
 LLAMA3_TEMPLATE = (

@@ -26,6 +26,7 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.store_independent  # five sessions sharing one model
 def test_five_simultaneous_sessions_all_get_answers(sample_home, monkeypatch):
     monkeypatch.setenv("RAG_HOME", str(sample_home))
     warm = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=600)

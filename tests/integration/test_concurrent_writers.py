@@ -125,6 +125,7 @@ def test_two_first_ingests_on_a_new_home_both_succeed(tmp_path):
     check(env)
 
 
+@pytest.mark.store_independent  # the writer lock lives in RAG_HOME
 def test_no_wait_refuses_with_one_line_while_another_writer_runs(tmp_path):
     library, env = make_library(tmp_path, seed=2)
     ingest = start("ingest", str(library), "--json", env=env)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import BIN
 from tests.integration.conftest import run_cli
+from tests.integration.server_pass import fresh_store
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def make_library(folder):
         (folder / f"doc{n:02d}.md").write_text(f"# Document {n}\n\n" + "\n\n".join(lines))
 
 
-def state(home):
+def state(home, env=None):
     """{file: sorted chunk ids} from the store, checked against the manifest."""
     code = (
         "import json,sys;from rag.settings import load_settings;from rag import store;"
@@ -37,7 +38,7 @@ def state(home):
         "print(json.dumps({'chroma':{k:sorted(v) for k,v in out.items()},'manifest':man,"
         "'live':sorted(m.all_chunk_ids()),'ids':sorted(store.all_ids(c)),'pending':len(m.pending())}))"
     )
-    env = dict(os.environ, RAG_HOME=str(home))
+    env = dict(env or os.environ, RAG_HOME=str(home))
     result = subprocess.run(
         [str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True
     )
@@ -68,6 +69,7 @@ def test_sigkill_at_any_moment_then_rerun_equals_a_clean_run(tmp_path):
     assert clean.returncode == 0, clean.stderr
     expected = state(clean_home)
     assert len(expected["chroma"]) == 24
+    fresh_store(base)  # a Chroma server holds one store for every RAG_HOME
 
     home = tmp_path / "killed"
     env = dict(base, RAG_HOME=str(home))

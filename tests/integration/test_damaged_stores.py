@@ -51,6 +51,9 @@ def ask(env):
     return run_cli("rag", "ask", "What is the calibration code for pump P205?", "--json", env=env)
 
 
+@pytest.mark.server_pass_redundant(
+    "the manifest test below reads every chunk back from the store the same way"
+)
 def test_garbled_keyword_index_is_rebuilt(home):
     root, library, env = home
     for path in (root / "keyword" / "default").rglob("*"):
@@ -68,6 +71,7 @@ def test_garbled_keyword_index_is_rebuilt(home):
     assert json.loads(run_cli("ingest", "check", "--json", env=env).stdout)["clean"] is True
 
 
+@pytest.mark.embedded_only  # garbles the embedded store's SQLite file
 def test_garbled_store_is_named_and_rebuilt_from_the_files(home):
     root, library, env = home
     garble(root / "chroma" / "chroma.sqlite3")

@@ -47,6 +47,7 @@ def outside_calls(trace: str) -> list[str]:
     return bad
 
 
+@pytest.mark.store_independent
 def test_trace_parser_flags_outside_addresses():
     trace = "\n".join(
         [
@@ -77,6 +78,7 @@ def tools_missing() -> str | None:
     return None
 
 
+@pytest.mark.embedded_only  # a namespace with no network reaches no server
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 def test_ui_server_reaches_nothing_but_loopback(host, tmp_path):
     missing = tools_missing()

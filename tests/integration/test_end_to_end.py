@@ -12,6 +12,9 @@ from tests.integration.conftest import network_namespaces_work, run_cli
 
 pytestmark = pytest.mark.integration
 
+# The store answers every question the same way; one (the PDF page) is enough for a second store.
+ASKED_ALIKE = pytest.mark.server_pass_redundant("the first question makes the same store calls")
+
 
 def ask(home, question: str):
     env = dict(os.environ, RAG_HOME=str(home))
@@ -29,13 +32,21 @@ def ask(home, question: str):
             "employee-handbook.pdf",
             2,
         ),
-        ("What does error code E-214 mean?", "support-faq.html", None),
-        (
+        pytest.param(
+            "What does error code E-214 mean?", "support-faq.html", None, marks=ASKED_ALIKE
+        ),
+        pytest.param(
             "How long does it take to charge the K2 robot and what is its IP rating?",
             "k2-robot-specs.docx",
             None,
+            marks=ASKED_ALIKE,
         ),
-        ("Berapa kecepatan maksimum robot di zona pejalan kaki?", "panduan-keselamatan.md", None),
+        pytest.param(
+            "Berapa kecepatan maksimum robot di zona pejalan kaki?",
+            "panduan-keselamatan.md",
+            None,
+            marks=ASKED_ALIKE,
+        ),
     ],
 )
 def test_ask_cites_the_file_that_holds_the_answer(sample_home, question, file, page):
@@ -47,6 +58,7 @@ def test_ask_cites_the_file_that_holds_the_answer(sample_home, question, file, p
     assert data["timings"]["total_s"] > 0
 
 
+@pytest.mark.embedded_only  # a namespace with no network reaches no server
 def test_ask_runs_without_network(sample_home):
     if not network_namespaces_work():
         pytest.skip("cannot create a network namespace here")
@@ -71,6 +83,7 @@ def test_broken_files_never_abort_a_batch_or_print_a_traceback(tmp_path):
     assert report["unchanged"] == 8 and report["chunks"] == 0
 
 
+@pytest.mark.store_independent
 def test_ingest_missing_path_exits_2(tmp_path):
     env = dict(os.environ, RAG_HOME=str(tmp_path))
     result = run_cli("ingest", str(tmp_path / "missing"), env=env)
@@ -150,6 +163,7 @@ def test_a_dozen_kinds_of_broken_files_beside_good_ones(tmp_path):
     assert all(item["chunks"] > 0 and len(item["sha256"]) == 64 for item in stored.values())
 
 
+@pytest.mark.store_independent
 def test_model_info_describes_the_embedded_gguf(tmp_path):
     result = run_cli("rag", "model", "info", "--json", env=dict(os.environ, RAG_HOME=str(tmp_path)))
     assert result.returncode == 0, result.stderr
@@ -159,6 +173,7 @@ def test_model_info_describes_the_embedded_gguf(tmp_path):
     assert info["threads"] >= 1 and info["n_ctx"] == 4096
 
 
+@pytest.mark.store_independent  # the context budget
 def test_context_larger_than_n_ctx_is_answered_with_fewer_passages(sample_home):
     env = dict(os.environ, RAG_HOME=str(sample_home), RAG_N_CTX="1024", RAG_MAX_ANSWER_TOKENS="128")
     result = run_cli(

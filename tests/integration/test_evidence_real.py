@@ -13,7 +13,7 @@ from rag.preview import pdf_page_image
 from rag.settings import load_settings
 from tests.conftest import SAMPLES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.store_independent]
 
 HANDBOOK = SAMPLES / "employee-handbook.pdf"
 

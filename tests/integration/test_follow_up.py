@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import BIN, ROOT
 from tests.integration.conftest import run_cli
+from tests.integration.server_pass import kept_store
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +25,13 @@ DOCS = {
 
 
 @pytest.fixture(scope="module")
-def limits_home(tmp_path_factory):
+def limits_home(tmp_path_factory, chroma_pass):
     home = tmp_path_factory.mktemp("limits-home")
     docs = tmp_path_factory.mktemp("limits-docs")
     for name, text in DOCS.items():
         (docs / name).write_text(text)
-    result = run_cli("ingest", str(docs), "--json", env=dict(os.environ, RAG_HOME=str(home)))
+    with kept_store(chroma_pass, "limits_home"):
+        result = run_cli("ingest", str(docs), "--json", env=dict(os.environ, RAG_HOME=str(home)))
     assert result.returncode == 0, result.stderr
     return home
 

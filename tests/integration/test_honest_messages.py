@@ -66,6 +66,7 @@ def can_mount() -> bool:
         os.rmdir(probe)
 
 
+@pytest.mark.embedded_only  # the full disk is under the embedded store
 @pytest.mark.skipif(not can_mount(), reason="needs root to mount a small tmpfs")
 def test_a_full_disk_gives_one_line_and_loses_nothing(tmp_path, library):
     home = tmp_path / "small-disk"

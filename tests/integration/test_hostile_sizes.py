@@ -19,7 +19,7 @@ import pytest
 from bench.corpus import make_long_pdf
 from tests.conftest import BIN
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.store_independent]  # parsing limits
 
 PEAK_LIMIT_MB = 1536
 WORDS = (

@@ -16,6 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.embedded_only  # a namespace with no network reaches no server
+
 
 def test_ingest_ask_and_serve_work_with_only_loopback(tmp_path):
     from tests.integration.conftest import network_namespaces_work, run_in_namespace

@@ -10,7 +10,7 @@ from rag.settings import load_settings
 from tests.conftest import BIN
 from tests.integration.conftest import free_port, run_cli, wait_for_http
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.store_independent]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from rag.models import CrossEncoderReranker, ModelError, load_reranker
 from rag.settings import load_settings
 from tests.conftest import FakeLLM
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.store_independent]
 
 
 class WordOverlapCrossEncoder:

@@ -15,6 +15,9 @@ from rag.manifest import SCHEMA_VERSION, Manifest
 from rag.settings import load_settings
 from tests.conftest import DATA
 
+# the old layout is the embedded store's files
+pytestmark = pytest.mark.embedded_only
+
 OLD_STORE = DATA / "stores" / "schema1.tar.gz"  # two files and a copy, ingested by schema 1
 OLD_DOCS = "/tmp/v1fix/docs"  # where those files were when they were ingested
 

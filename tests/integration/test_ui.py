@@ -45,6 +45,9 @@ def test_app_on_empty_store_says_how_to_add_documents(monkeypatch, tmp_path):
     not Path(CHROMIUM).exists() and not os.environ.get("CI"),
     reason="Debian chromium is not installed (apt-get install chromium)",
 )
+@pytest.mark.server_pass_redundant(
+    "test_ui_pages.py uploads, asks, previews and removes through the page in Chromium"
+)
 def test_real_server_in_headless_chromium(sample_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -112,6 +112,7 @@ def poisoned_home(sample_home, tmp_path, listener):
     not Path(CHROMIUM).exists() and not os.environ.get("CI"),
     reason="Debian chromium is not installed (apt-get install chromium)",
 )
+@pytest.mark.store_independent  # what the page shows of a passage
 def test_injected_markdown_loads_nothing_and_shows_urls_as_text(
     poisoned_home, stub_model, listener
 ):

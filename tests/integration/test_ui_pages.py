@@ -205,6 +205,7 @@ LONG_ANSWER = " ".join(["Employees get 25 days of paid annual leave [1]."] * 8)
     not Path(CHROMIUM).exists() and not os.environ.get("CI"),
     reason="Debian chromium is not installed (apt-get install chromium)",
 )
+@pytest.mark.store_independent  # what the page keeps of a stopped answer
 def test_an_answer_cut_short_by_stop_or_a_new_question_is_kept(sample_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
