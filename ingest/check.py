@@ -118,10 +118,10 @@ def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> Ch
             content=key,
         )
     try:
-        index = ingestor.keywords.read(name)
-        if set(index.ids) != present:
-            extra = len(set(index.ids) - present)
-            lacking = len(present - set(index.ids))
+        indexed = ingestor.keywords.read(name).all_ids()
+        if indexed != present:
+            extra = len(indexed - present)
+            lacking = len(present - indexed)
             report.add(
                 "keyword",
                 f"keyword index out of step with the store ({lacking} chunk(s) not indexed, "
@@ -166,7 +166,7 @@ def repair(ingestor: Ingestor, name: str, collection, manifest: Manifest, found:
             f"embedded {result.files} file(s) again ({result.chunks} chunks)"
             + (f"; {len(result.failed)} failed" if result.failed else "")
         )
-    ingestor.keywords.refresh(name, collection, force=True)
+    ingestor.keywords.rebuild(name, collection, manifest)
     found.repaired.append("rebuilt the keyword index")
 
 

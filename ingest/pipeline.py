@@ -157,9 +157,8 @@ class Ingestor:
                 if sync and not report.cancelled:
                     vanished = vanished_paths(manifest, paths, files)
                     report.removed = remove_records(manifest, collection, vanished)
-                changed = report.files or report.removed or report.moved or damaged
-                release_memory()  # the model's work buffers, before the keyword index is built
-                self.keywords.refresh(name, collection, force=bool(changed))
+                release_memory()  # the model's work buffers, before the keyword index is updated
+                self.keywords.update(name, collection, manifest)
             finally:
                 manifest.close()
         report.seconds = time.perf_counter() - started
@@ -204,7 +203,7 @@ class Ingestor:
             try:
                 doomed = [r.path for r in manifest.records(roots)]
                 removed = remove_records(manifest, collection, doomed)
-                self.keywords.refresh(name, collection, force=bool(removed))
+                self.keywords.update(name, collection, manifest)
                 return removed, doomed
             finally:
                 manifest.close()
@@ -226,7 +225,7 @@ class Ingestor:
                     "or choose another name"
                 )
             Manifest(self.settings.home, name).close()
-            self.keywords.refresh(name, collection, force=True)
+            self.keywords.build(name, collection)
 
     def delete_collection(
         self,

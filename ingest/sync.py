@@ -154,9 +154,8 @@ def damaged_contents(manifest: Manifest, collection) -> set[str]:
 
     Cheap when all is well: the store's count equals the manifest's; only otherwise are the
     store's ids read and compared."""
-    by_content = manifest.chunk_ids_by_content()
-    expected = sum(len(ids) for ids in by_content.values())
-    if store.count_chunks(collection) == expected:
+    if store.count_chunks(collection) == manifest.chunk_count():
         return set()
+    by_content = manifest.chunk_ids_by_content()
     present = store.all_ids(collection)
     return {key for key, ids in by_content.items() if any(i not in present for i in ids)}

@@ -3,8 +3,10 @@
 Tables:
 - files:    one row per path seen (stored, skipped or failed), with size, mtime, sha256, status
             and pages (a column added by writers to older manifests; readers treat it as unknown).
-- contents: one row per stored content (file bytes + chunking signature): its chunk ids and the
-            path that answers cite (the newest path holding that content).
+- contents: one row per stored content (file bytes + chunking signature): its chunk ids, their
+            number, and the path that answers cite (the newest path holding that content).
+- keyword_log: chunks the manifest started or stopped using, written in the same transaction,
+            not yet applied to the keyword index (rag.keyword applies them and clears them).
 - journal:  write-ahead intents for the store. An `add` intent is written before chunks go to
             Chroma and a `delete` intent before chunks are removed; a crash leaves the intent
             behind and the next writer's `recover()` finishes or undoes it, so store and manifest
@@ -51,7 +53,8 @@ CREATE TABLE IF NOT EXISTS contents (
     content_key TEXT PRIMARY KEY,
     sha256 TEXT NOT NULL,
     chunk_ids TEXT NOT NULL,
-    cited_path TEXT NOT NULL
+    cited_path TEXT NOT NULL,
+    chunks INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -61,6 +64,11 @@ CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     op TEXT NOT NULL CHECK (op IN ('add', 'delete')),
     chunk_ids TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keyword_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'delete')),
+    chunk_id TEXT NOT NULL
 );
 """
 
@@ -178,11 +186,12 @@ class Manifest:
     def _add_missing_columns(self) -> None:
         """Columns added since a manifest was made (writers only; readers of an older manifest
         see them as unknown)."""
-        if self._has_column("files", "pages"):
-            return
-        with self.transaction() as db:
-            if not self._has_column("files", "pages"):  # another writer may have just added it
-                db.execute("ALTER TABLE files ADD COLUMN pages INTEGER")
+        for table, column in (("files", "pages"), ("contents", "chunks")):
+            if self._has_column(table, column):
+                continue
+            with self.transaction() as db:
+                if not self._has_column(table, column):  # another writer may have just added it
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -269,6 +278,36 @@ class Manifest:
             ids.update(json.loads(chunk_ids))
         return ids
 
+    def chunk_count(self) -> int:
+        """Chunks the stored contents use (a sum over contents, not a read of every id)."""
+        row = self.db.execute(
+            "SELECT SUM(COALESCE(chunks, json_array_length(chunk_ids))) FROM contents"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def keyword_log_end(self) -> int | None:
+        """The last entry of the keyword log; None when it is empty."""
+        return self.db.execute("SELECT MAX(seq) FROM keyword_log").fetchone()[0]
+
+    def keyword_log(self, end: int, step: int) -> Iterator[list[tuple[str, str]]]:
+        """The keyword log up to `end`, oldest first, `step` (chunk id, op) entries at a time."""
+        after = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, chunk_id, op FROM keyword_log WHERE seq > ? AND seq <= ? "
+                "ORDER BY seq LIMIT ?",
+                (after, end, step),
+            ).fetchall()
+            if not rows:
+                return
+            yield [(chunk_id, op) for _, chunk_id, op in rows]
+            after = rows[-1][0]
+
+    def keyword_done(self, end: int | None) -> None:
+        """Forget the keyword log up to `end` (applied to the index)."""
+        if end is not None:
+            self.db.execute("DELETE FROM keyword_log WHERE seq <= ?", (end,))
+
     def chunk_ids_by_content(self) -> dict[str, list[str]]:
         return {
             key: json.loads(ids)
@@ -299,10 +338,16 @@ class Manifest:
             return int(cursor.lastrowid)
 
     def intend_in(self, db: sqlite3.Connection, op: str, chunk_ids: list[str]) -> int:
-        """Like intend(), inside a transaction the caller holds."""
+        """Like intend(), inside a transaction the caller holds. Chunks about to be deleted
+        also leave the keyword index (see keyword_log)."""
         cursor = db.execute(
             "INSERT INTO journal (op, chunk_ids) VALUES (?, ?)", (op, json.dumps(chunk_ids))
         )
+        if op == "delete":
+            db.executemany(
+                "INSERT INTO keyword_log (op, chunk_id) VALUES ('delete', ?)",
+                ((chunk_id,) for chunk_id in chunk_ids),
+            )
         return int(cursor.lastrowid)
 
     def done(self, journal_id: int) -> None:
@@ -331,10 +376,14 @@ class Manifest:
     def put_content(
         self, db: sqlite3.Connection, content_key: str, sha256: str, ids: list[str], cited: str
     ) -> None:
+        """Record a content's chunks (already in the store); they join the keyword index."""
         db.execute(
-            "INSERT OR REPLACE INTO contents (content_key, sha256, chunk_ids, cited_path) "
-            "VALUES (?,?,?,?)",
-            (content_key, sha256, json.dumps(ids), cited),
+            "INSERT OR REPLACE INTO contents (content_key, sha256, chunk_ids, cited_path, chunks) "
+            "VALUES (?,?,?,?,?)",
+            (content_key, sha256, json.dumps(ids), cited, len(ids)),
+        )
+        db.executemany(
+            "INSERT INTO keyword_log (op, chunk_id) VALUES ('add', ?)", ((i,) for i in ids)
         )
 
     def set_cited(self, db: sqlite3.Connection, content_key: str, cited: str) -> None:

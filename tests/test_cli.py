@@ -475,7 +475,7 @@ def test_check_command_reports_clean_and_problems(app, settings, fake_embedder, 
     capsys.readouterr()
     assert ingest.cli.main(["check", "--json"], app=app) == 0
     assert json.loads(capsys.readouterr().out)["clean"] is True
-    for path in app.keywords.folder("default").rglob("ids.json"):
+    for path in app.keywords.folder("default").rglob("meta.json"):
         path.write_text("[")
     fresh = build_app(settings, embedder=fake_embedder, llm=FakeLLM())  # nothing read yet
     assert ingest.cli.main(["check"], app=fresh) == 1

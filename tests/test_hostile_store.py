@@ -46,7 +46,7 @@ def consistent(settings, name="default") -> None:
     live = manifest.all_chunk_ids()
     manifest.close()
     assert store.all_ids(collection) == live
-    assert set(KeywordIndexes(settings).read(name).ids) == live
+    assert KeywordIndexes(settings).read(name).all_ids() == live
 
 
 def test_a_second_writer_fails_with_no_wait_and_waits_otherwise(ingestor, settings, library):
@@ -125,7 +125,7 @@ def test_check_reports_and_repairs_every_kind_of_damage(ingestor, settings, fake
     with manifest.transaction() as db:  # a content row no file uses
         manifest.put_content(db, "deadbeefdeadbeefdeadbeef", "0" * 64, ["x-00000"], "/gone.md")
     manifest.close()
-    for path in KeywordIndexes(settings).folder("default").rglob("ids.json"):
+    for path in KeywordIndexes(settings).folder("default").rglob("meta.json"):
         path.write_text("{not json")
 
     ingestor = build_app(settings, embedder=fake_embedder).ingestor()  # reads the damage afresh
