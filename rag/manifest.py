@@ -251,12 +251,24 @@ class Manifest:
         return to_record(row) if row else None
 
     def records(self, under: Iterable[str] | None = None) -> list[FileRecord]:
-        rows = self.db.execute(f"{self._select} ORDER BY f.path").fetchall()
-        records = [to_record(row) for row in rows]
+        """Every file, or those at or under the given paths (a range of the path index, so
+        forgetting one folder does not read the whole library)."""
         if under is None:
-            return records
-        roots = list(under)
-        return [r for r in records if any(is_under(r.path, root) for root in roots)]
+            rows = self.db.execute(f"{self._select} ORDER BY f.path").fetchall()
+            return [to_record(row) for row in rows]
+        found: dict[str, FileRecord] = {}
+        for root in under:
+            prefix = root.rstrip("/") + "/"
+            # paths starting with "<root>/" sort between "<root>/" and "<root>0" ('0' follows '/')
+            rows = self.db.execute(
+                f"{self._select} WHERE f.path = ? OR (f.path >= ? AND f.path < ?)",
+                (root, prefix, prefix[:-1] + "0"),
+            ).fetchall()
+            for row in rows:
+                record = to_record(row)
+                if is_under(record.path, root):
+                    found[record.path] = record
+        return [found[path] for path in sorted(found)]
 
     def content(self, content_key: str) -> tuple[list[str], str] | None:
         row = self.db.execute(

@@ -175,3 +175,22 @@ def test_copies_in_one_run_are_linked_not_written_twice(ingestor, settings, tmp_
     assert report.files == 1 and report.moved == 2 and not report.failed
     in_chroma, in_manifest = snapshot(settings)
     assert sum(in_chroma.values()) == 1 and len(in_manifest) == 3
+
+
+def test_records_under_a_folder_are_found_by_path_range(settings):
+    from rag.manifest import FileRecord, Manifest
+
+    manifest = Manifest(settings.home, "ranges")
+    paths = ["/a/b", "/a/b/c.md", "/a/b/d/e.md", "/a/bc.md", "/a/b-x/f.md", "/z.md"]
+    with manifest.transaction() as db:
+        for path in paths:
+            manifest.put_file(db, FileRecord(path, 1, 1, None, None, "sig"))
+    assert [r.path for r in manifest.records(["/a/b"])] == ["/a/b", "/a/b/c.md", "/a/b/d/e.md"]
+    assert [r.path for r in manifest.records(["/a/b/", "/z.md"])] == [
+        "/a/b/c.md",
+        "/a/b/d/e.md",
+        "/z.md",
+    ]
+    assert [r.path for r in manifest.records(["/"])] == sorted(paths)
+    assert manifest.records(["/nothing"]) == []
+    manifest.close()
