@@ -15,6 +15,7 @@ from ingest.errors import LoadError
 from ingest.parallel import ParsePool
 from rag import store
 from rag.app import build_app
+from rag.settings import load_settings
 from tests.conftest import DATA, FakeEmbedding
 
 FILES = ["notes.md", "sample.docx", "three-pages.pdf", "corrupt.pdf", "empty.txt"]
@@ -131,6 +132,17 @@ def test_an_unreachable_cluster_is_one_line_naming_it(app, capsys, library, form
     assert code == 2 and err.count("\n") == 1
     assert f"cannot reach the Ray cluster at {address}" in err
     assert not store.count_chunks(app.store.collection("default"))
+
+
+def test_ray_address_setting_is_used_when_ray_has_no_address(
+    monkeypatch, capsys, library, fake_embedder
+):
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("RAG_RAY_ADDRESS", address)
+    app = build_app(load_settings(), embedder=fake_embedder)
+    assert ingest.cli.main([str(library), "--ray"], app=app) == 2
+    assert f"cannot reach the Ray cluster at {address}" in capsys.readouterr().err
+    app.close()
 
 
 def test_a_malformed_address_and_actors_without_ray_are_refused(app, capsys, library):
