@@ -70,6 +70,7 @@ def prepare_ray(local: bool):
     if local:  # a one-machine cluster has no reason to listen beyond this machine
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's retry chatter, not ours
     try:
         import ray
         import ray.data  # noqa: F401  (Ray Data comes with the extra; a bare ray lacks it)
@@ -302,15 +303,20 @@ class RayPool:
         if address is None:
             kwargs["include_dashboard"] = False
         try:
-            ray.init(address=address, **kwargs)
+            # "local": always a new cluster for this run, never one found on this machine
+            ray.init(address=address or "local", **kwargs)
         except Exception as exc:
-            raise ClusterError(
-                f"cannot use {self.options.describe()} ({first_line(exc)}); "
-                + (
-                    "start it with `ray start --head` or check the address"
-                    if address
-                    else "see Ray's messages above"
+            if not address:
+                hint = "see Ray's messages above"
+            elif os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                hint = (
+                    "check the address; a cluster with token authentication also needs "
+                    "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
                 )
+            else:
+                hint = "check the address and the token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            raise ClusterError(
+                f"cannot use {self.options.describe()} ({first_line(exc)}); {hint}"
             ) from exc
         self._connected_here = True
         logging.getLogger("ray.data").setLevel(logging.ERROR)
@@ -320,10 +326,17 @@ class RayPool:
         return ray
 
     def actor_count(self, files: int) -> int:
-        if self.options.actors:
-            wanted = self.options.actors
-        else:
-            wanted = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        """One actor per CPU (each takes one), or as many as asked when the cluster has the
+        CPUs for them, and never more than there are batches of files."""
+        cpus = int(self._ray.cluster_resources().get("CPU", 0))
+        if cpus < 1:
+            raise ClusterError(
+                f"{self.options.describe()} has no CPU for an actor; start a node with "
+                "`ray start --num-cpus N`"
+            )
+        wanted = min(self.options.actors or cpus, cpus)
+        if self.options.actors and self.options.actors > cpus:
+            self.tell(f"--ray-actors {self.options.actors}: the cluster has {cpus} CPU(s)")
         return max(1, min(wanted, (files + FILES_PER_BATCH - 1) // FILES_PER_BATCH))
 
     def close(self) -> None:
