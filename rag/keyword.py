@@ -225,7 +225,10 @@ class KeywordIndexes:
     def update(self, name: str, collection, manifest) -> str:
         """Bring the index in step with the store: apply the manifest's keyword log
         ("updated"), or nothing to do ("kept"); a missing, damaged or out-of-step index is
-        built afresh from the store ("rebuilt")."""
+        built afresh from the store ("rebuilt"; "built" for a collection's first index)."""
+        if not (self.folder(name) / "CURRENT").exists():
+            self.rebuild(name, collection, manifest)
+            return "built"
         try:
             index = self.read(name)
             changed = self._apply(name, index, collection, manifest)

@@ -64,7 +64,7 @@ def test_update_applies_the_manifest_log_without_a_rebuild(settings):
     put(collection, ["a", "b"])
     with manifest.transaction() as db:
         manifest.put_content(db, "k1", "0" * 64, ["a", "b"], "/one.md")
-    assert indexes.update("kw-log", collection, manifest) == "rebuilt"  # no index yet
+    assert indexes.update("kw-log", collection, manifest) == "built"  # no index yet
     generation = (indexes.folder("kw-log") / "CURRENT").read_text()
     assert indexes.update("kw-log", collection, manifest) == "kept"
 
