@@ -20,10 +20,13 @@ not the actor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,7 +73,6 @@ def prepare_ray(local: bool):
     if local:  # a one-machine cluster has no reason to listen beyond this machine
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's retry chatter, not ours
     try:
         import ray
         import ray.data  # noqa: F401  (Ray Data comes with the extra; a bare ray lacks it)
@@ -111,6 +113,36 @@ def first_line(exc: BaseException) -> str:
         exc, cause = cause, getattr(cause, "cause", None)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def ray_output_to(file) -> Iterator[None]:
+    """Send what is written to file descriptor 2 to `file` meanwhile (None: leave it): Ray's
+    core prints every retry of a failing join there, once a second."""
+    if file is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def join_failure(options: ClusterOptions, exc: BaseException, said: str) -> str:
+    """One line: why ray.init failed, and what to do."""
+    where = options.describe()
+    if not options.address:
+        return f"cannot start {where} ({first_line(exc)}); see Ray's messages above"
+    if "InvalidAuthToken" in said or "Unauthenticated" in said:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            return f"{where} uses token authentication; set RAY_AUTH_MODE=token (and its token)"
+        return f"{where} refused the token; give its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+    return f"cannot join {where} ({first_line(exc)}); check the address"
 
 
 class FileTask(NamedTuple):
@@ -302,22 +334,14 @@ class RayPool:
         kwargs: dict = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address is None:
             kwargs["include_dashboard"] = False
-        try:
-            # "local": always a new cluster for this run, never one found on this machine
-            ray.init(address=address or "local", **kwargs)
-        except Exception as exc:
-            if not address:
-                hint = "see Ray's messages above"
-            elif os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                hint = (
-                    "check the address; a cluster with token authentication also needs "
-                    "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
-                )
-            else:
-                hint = "check the address and the token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
-            raise ClusterError(
-                f"cannot use {self.options.describe()} ({first_line(exc)}); {hint}"
-            ) from exc
+        with tempfile.TemporaryFile("w+") as said:
+            try:
+                with ray_output_to(said if address else None):
+                    # "local": always a new cluster for this run, never one found here
+                    ray.init(address=address or "local", **kwargs)
+            except Exception as exc:
+                said.seek(0)
+                raise ClusterError(join_failure(self.options, exc, said.read())) from exc
         self._connected_here = True
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -10,7 +10,14 @@ import sys
 import pytest
 
 import ingest.cli
-from ingest.cluster import FileTask, file_result, parse_and_embed, parse_on_node
+from ingest.cluster import (
+    ClusterOptions,
+    FileTask,
+    file_result,
+    join_failure,
+    parse_and_embed,
+    parse_on_node,
+)
 from ingest.errors import LoadError
 from ingest.parallel import ParsePool
 from rag import store
@@ -160,3 +167,15 @@ def test_ingest_help_explains_ray(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--ray [ADDRESS]" in out and "Ray cluster" in out and "shared storage" in out
     assert "RAG_RAY_ADDRESS" in out and "--ray-actors N" in out
+
+
+def test_a_refused_join_says_whether_a_token_is_wanted(monkeypatch):
+    options = ClusterOptions("10.0.0.9:6379")
+    failed = ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+    refused = "gcs_client.cc:210: Failed to get cluster ID: Unauthenticated: InvalidAuthToken"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert "set RAY_AUTH_MODE=token" in join_failure(options, failed, refused)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert "refused the token" in join_failure(options, failed, refused)
+    other = join_failure(options, failed, "")
+    assert other.startswith("cannot join the Ray cluster at 10.0.0.9:6379 (ConnectionError")
