@@ -118,7 +118,7 @@ def inspect(ingestor: Ingestor, name: str, collection, manifest: Manifest) -> Ch
             content=key,
         )
     try:
-        indexed = ingestor.keywords.read(name).all_ids()
+        indexed = set(ingestor.keywords.read(name).ids())
         if indexed != present:
             extra = len(indexed - present)
             lacking = len(present - indexed)

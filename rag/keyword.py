@@ -157,16 +157,16 @@ class KeywordIndex:
         found = searcher.search(query, limit, count=False).hits
         return [(searcher.doc(address)[ID][0], float(score)) for score, address in found]
 
-    def all_ids(self) -> set[str]:
-        """Every indexed chunk id (maintenance: `ingest check`)."""
+    def ids(self) -> list[str]:
+        """The chunk id of every indexed document (maintenance: `ingest check`, tests)."""
         import tantivy
 
         searcher = self.index.searcher()
         total = int(searcher.num_docs)
         if not total:
-            return set()
+            return []
         found = searcher.search(tantivy.Query.all_query(), total, count=False).hits
-        return {searcher.doc(address)[ID][0] for _, address in found}
+        return [searcher.doc(address)[ID][0] for _, address in found]
 
 
 class KeywordIndexes:

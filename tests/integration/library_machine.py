@@ -557,13 +557,15 @@ def id_diff(name_a: str, a: set[str], name_b: str, b: set[str], state: dict) -> 
     )
 
 
-def keyword_ids(folder: Path) -> list[str] | None:
-    """The chunk ids the saved keyword index holds: `<folder>/ids.json`, or in the generation
-    that `<folder>/CURRENT` names; None when there is no index."""
-    if (folder / "CURRENT").exists():
-        folder = folder / (folder / "CURRENT").read_text().strip()
-    ids_file = folder / "ids.json"
-    return json.loads(ids_file.read_text()) if ids_file.exists() else None
+def keyword_ids(settings) -> list[str] | None:
+    """The chunk ids the saved keyword index holds (one per indexed document, so a repeat
+    shows); None when there is no index."""
+    from rag.keyword import KeywordIndexError, KeywordIndexes
+
+    try:
+        return KeywordIndexes(settings).read(settings.collection).ids()
+    except KeywordIndexError:
+        return None
 
 
 def probe(request: dict) -> dict:
@@ -588,7 +590,7 @@ def probe(request: dict) -> dict:
     collection = Store(settings).collection(create=False)
     chunks = store.metadata_where(collection) if collection is not None else []
     stored = {chunk_id: meta.get("file") for chunk_id, meta in chunks}
-    keyword = keyword_ids(settings.home / "keyword" / settings.collection)
+    keyword = keyword_ids(settings)
     hits: dict[str, list[str]] = {}
     if request["queries"] and stored:  # read the keyword index above first: a query may rebuild it
         engine = build_app(settings).engine

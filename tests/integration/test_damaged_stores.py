@@ -64,7 +64,7 @@ def test_garbled_keyword_index_is_rebuilt(home):
     assert json.loads(answered.stdout)["sources"][0]["file"].endswith("pump2.md")
     checked = run_cli("ingest", "check", "--json", env=env)
     assert checked.returncode == 0, checked.stdout  # the question saved a rebuilt index
-    for path in (root / "keyword" / "default").rglob("ids.json"):
+    for path in (root / "keyword" / "default").rglob("meta.json"):
         path.write_text("[")
     again = run_cli("ingest", str(library), "--json", env=env)  # a writer rebuilds it too
     assert again.returncode == 0, again.stderr
