@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import BIN, SAMPLES
 from tests.integration.server_pass import (
     CHOICE,
+    RUNNING,
     SERVER_PASS,
     SKIP_REASONS,
     ChromaServer,
@@ -61,9 +62,11 @@ def chroma_pass(tmp_path_factory) -> Iterator[ChromaServer | None]:
     server.start()
     before = os.environ.get("RAG_CHROMA_URL")
     os.environ["RAG_CHROMA_URL"] = server.url
+    RUNNING.append(server)
     try:
         yield server
     finally:
+        RUNNING.remove(server)
         server.stop()
         if before is None:
             os.environ.pop("RAG_CHROMA_URL", None)
@@ -85,6 +88,15 @@ def server_store(request, rag_home, chroma_pass, monkeypatch, tmp_path_factory) 
     yield
     made = embedded_stores(tmp_path_factory.getbasetemp()) - before
     assert not made, f"the server pass made embedded stores: {sorted(map(str, made))}"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """Server pass: once a test and the fixtures it alone used are torn down, the server keeps
+    only the collections of long-lived fixtures the next test uses, so that a fixture set up
+    before the next test (one that ingests, say) starts from an empty server too."""
+    if RUNNING and nextitem is not None:
+        RUNNING[0].reset(nextitem.fixturenames)
 
 
 def embedded_stores(root: Path) -> set[Path]:

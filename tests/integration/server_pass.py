@@ -2,7 +2,7 @@
 
 `RAG_TEST_CHROMA=server pytest tests/integration` starts one Chroma server on a free 127.0.0.1
 port with its data in a temporary folder, points every test at it (RAG_CHROMA_URL) and deletes
-every collection on it before each test. A fixture that outlives one test (the ingested
+every collection on it before and after each test. A fixture that outlives one test (the ingested
 sample_docs) keeps its collections: `kept_store` records them, and before each test that uses the
 fixture they are put back as they were, in place, so an engine already holding them keeps
 working. Tests marked `embedded_only`, `store_independent` or `server_pass_redundant` are skipped
@@ -165,6 +165,9 @@ class ChromaServer:
                     documents=snapshot.documents[start:end],
                     metadatas=snapshot.metadatas[start:end],
                 )
+
+
+RUNNING: list[ChromaServer] = []  # the server pass's server, while it runs
 
 
 @contextmanager

@@ -20,7 +20,12 @@ from tests.integration.conftest import run_cli
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install .[cluster])")
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.server_pass_redundant(
+        "the Ray driver stores and commits as a local ingest does (test_crash_safety.py)"
+    ),
+]
 
 HELPER = Path(__file__).with_name("ray_two_nodes.py")
 DOCUMENTS = [
