@@ -69,5 +69,18 @@ def test_a_copy_matched_by_the_filter_is_shown_under_its_own_name(app, counted):
 def test_the_document_count_reads_the_manifest_not_the_store(app, counted):
     stats = app.engine.stats()
     assert stats["files"] == 4  # each copy of a file is a document
-    assert counted.scans() == []
+    assert stats["chunks"] == 3  # the copy shares its original's chunks
+    assert counted.calls == []  # Chroma's count() grows with the library; the manifest's does not
+
+
+def test_counts_of_a_manifest_older_than_chunk_counts_come_from_the_store(app, counted):
+    import sqlite3
+
+    from rag.manifest import manifest_path
+
+    db = sqlite3.connect(manifest_path(app.settings.home, "default"))
+    db.execute("ALTER TABLE contents DROP COLUMN chunks")  # as written before the column
+    db.commit()
+    db.close()
+    assert app.engine.stats() == {"collection": "default", "files": 4, "chunks": 3}
     assert [n for n, _ in counted.calls] == ["count"]
