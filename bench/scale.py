@@ -1,7 +1,7 @@
 """How the product's costs grow with the library: 10k, 100k and 1M chunks in the embedded store.
 
     python -m bench.scale [--sizes 10000,100000,1000000] [--home DIR] [--json] [--out FILE]
-                          [--docs DIR] [--questions FILE] [--pool 2000]
+                          [--docs DIR] [--questions FILE] [--pool 2000] [--torch-threads N]
 
 Building a library of a million chunks by ingesting files would take days on a small CPU (the
 embedding model writes about 30 chunks/s), so each library is built from a pool of real chunks:
@@ -384,7 +384,7 @@ METHOD = (
     f"{SIGMA}/dim), normalised; documents of {PER_DOCUMENT} chunks plus one of {BIG_DOCUMENT}, "
     "written through the manifest's journal, rag.store.upsert_nodes, put_content/put_file and "
     "the keyword index. Measured in a fresh process per size through build_app: Engine.retrieve "
-    "(top_k from settings, assess=False; 3 warm-ups) over {questions} devset questions, "
+    "(top_k from settings, assess=False; 3 warm-ups, 3 rounds) over {questions} devset questions, "
     "Engine.stats, Ingestor.records, Ingestor.ingest of a new ~100-chunk text file (embedding "
     "timed apart), Ingestor.remove of the 1,000-chunk document (written back afterwards)."
 )
