@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -51,7 +53,8 @@ class SentenceEmbedding(BaseEmbedding):
         return vectors.tolist()
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encode([self._query_prefix + query])[0]
+        with one_thread():
+            return self._encode([self._query_prefix + query])[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -61,3 +64,29 @@ class SentenceEmbedding(BaseEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._encode([self._passage_prefix + text for text in texts])
+
+
+_threads_lock = threading.Lock()
+_threads = {"single": 0, "before": 1}  # questions being encoded on one thread; the count before
+
+
+@contextmanager
+def one_thread():
+    """Encode a question on one CPU thread. A question is a few dozen tokens: a second thread
+    saves a millisecond on an idle machine, and on a busy one its threads wait for each other
+    (measured on 2 busy cores: 13 ms with one thread, 290-360 ms with two; bench/scale.py).
+    Passages, encoded in batches, keep every thread."""
+    import torch
+
+    with _threads_lock:
+        if _threads["single"] == 0:
+            _threads["before"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads["single"] += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads["single"] -= 1
+            if _threads["single"] == 0:
+                torch.set_num_threads(_threads["before"])

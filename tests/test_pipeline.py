@@ -180,3 +180,27 @@ def test_embedding_prefixes_for_e5_style_models():
     embedder.get_query_embedding("how big?")
     embedder.get_text_embedding_batch(["some text", "more"])
     assert model.seen == ["query: how big?", "passage: some text", "passage: more"]
+
+
+def test_questions_are_encoded_on_one_thread_and_passages_on_all():
+    import numpy as np
+    import torch
+
+    from rag.embedding import SentenceEmbedding
+
+    threads: list[int] = []
+
+    class ThreadModel:
+        def encode(self, texts, **kwargs):
+            threads.append(torch.get_num_threads())
+            return np.zeros((len(texts), 3))
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedder = SentenceEmbedding.wrap(ThreadModel(), "m", 8)
+        embedder.get_query_embedding("how big?")
+        embedder.get_text_embedding_batch(["some text"])
+        assert threads == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
