@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -361,17 +360,10 @@ def child(args: list[str]) -> dict:
 def machine() -> dict:
     import chromadb
 
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    from bench.ingest import machine as host
+
     return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_gb, 1),
-        "python": platform.python_version(),
+        **host(),
         "chromadb": chromadb.__version__,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

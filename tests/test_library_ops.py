@@ -116,7 +116,8 @@ def test_cancel_after_first_file_keeps_it_and_a_later_run_stores_the_rest(app, t
     assert [r.path for r in app.ingestor().records()] == [str(docs[0])]
     assert store_files(app) == {str(docs[0])}
     assert app.ingestor().check().clean
-    assert app.keywords.read("default").size == report.chunks  # the keyword index holds what was stored
+    # the keyword index holds what was stored
+    assert app.keywords.read("default").size == report.chunks
 
     rest = app.ingestor().ingest([tmp_path / "docs"])
     assert not rest.cancelled

@@ -44,5 +44,13 @@ def test_builder_writes_a_library_the_product_reads_and_changes(app, fake_embedd
     result = scale.measure(app, pool, built, ["What is the battery swap mode?"] * 4)
     assert result["chunks_after"] == 300 and result["removed_chunks"] == 100
     assert result["add100_chunks"] > 50
-    for key in ("retrieve_p95_ms", "retrieve_library_p95_ms", "remove_s", "add100_s", "list_ms", "count_ms", "disk_mb"):
+    for key in (
+        "retrieve_p95_ms",
+        "retrieve_library_p95_ms",
+        "remove_s",
+        "add100_s",
+        "list_ms",
+        "count_ms",
+        "disk_mb",
+    ):
         assert result[key] > 0, key
