@@ -64,10 +64,14 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def searchable(text: str, meta: dict, with_headings: bool) -> str:
-    """A chunk's indexed text: title, heading and passage, as the space-joined tokens."""
+def document(chunk_id: str, text: str, meta: dict, with_headings: bool):
+    """A chunk as the index holds it: its id, and its title, heading and passage as the
+    space-joined tokens."""
+    import tantivy
+
     head = f"{meta.get('title', '')}\n{meta.get('heading', '')}\n" if with_headings else ""
-    return " ".join(t for t in tokenize(head + (text or "")) if len(t) <= MAX_TOKEN_CHARS)
+    tokens = (t for t in tokenize(head + (text or "")) if len(t) <= MAX_TOKEN_CHARS)
+    return tantivy.Document(**{ID: chunk_id, TEXT: " ".join(tokens)})
 
 
 def _schema():
@@ -232,13 +236,14 @@ class KeywordIndexes:
         try:
             index = self.read(name)
             changed = self._apply(name, index, collection, manifest)
-            if index.size == store.count_chunks(collection):
+            stored = store.count_chunks(collection)
+            if index.size == stored:
                 return "updated" if changed else "kept"
             log.warning(
                 "the keyword index at %s holds %d chunks, the store %d; rebuilding it",
                 self.folder(name),
                 index.size,
-                store.count_chunks(collection),
+                stored,
             )
         except KeywordIndexError as problem:
             log.warning("%s; rebuilding it", problem)
@@ -285,9 +290,7 @@ class KeywordIndexes:
         with_headings = self.settings.embed_headings
         for page in store.pages(collection, ("documents", "metadatas")):
             for chunk_id, text, meta in zip(page.ids, page.texts, page.metas, strict=True):
-                writer.add_document(
-                    tantivy.Document(**{ID: chunk_id, TEXT: searchable(text, meta, with_headings)})
-                )
+                writer.add_document(document(chunk_id, text, meta, with_headings))
         writer.commit()
         writer.wait_merging_threads()
         index.reload()
@@ -295,8 +298,6 @@ class KeywordIndexes:
 
     def _apply(self, name: str, index: KeywordIndex, collection, manifest) -> bool:
         """Apply the manifest's keyword log to the index; True when it held anything."""
-        import tantivy
-
         end = manifest.keyword_log_end()
         if end is None:
             return False
@@ -309,11 +310,7 @@ class KeywordIndexes:
                     writer.delete_documents_by_term(ID, chunk_id)
                 added = [chunk_id for chunk_id, op in last.items() if op == "add"]
                 for chunk in store.chunks_by_id(collection, added, embeddings=False).values():
-                    document = {
-                        ID: chunk.id,
-                        TEXT: searchable(chunk.text, chunk.meta, with_headings),
-                    }
-                    writer.add_document(tantivy.Document(**document))
+                    writer.add_document(document(chunk.id, chunk.text, chunk.meta, with_headings))
             writer.commit()
         except Exception as exc:
             writer.rollback()

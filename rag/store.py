@@ -413,18 +413,6 @@ def all_ids(collection) -> set[str]:
     return {chunk_id for page in pages(collection) for chunk_id in page.ids}
 
 
-def all_texts(collection, with_headings: bool = True) -> tuple[list[str], list[str]]:
-    """Every chunk's id and searchable text (title, heading and passage), read in pages."""
-    ids: list[str] = []
-    texts: list[str] = []
-    for page in pages(collection, ("documents", "metadatas")):
-        for chunk_id, text, meta in zip(page.ids, page.texts, page.metas, strict=True):
-            ids.append(chunk_id)
-            head = f"{meta.get('title', '')}\n{meta.get('heading', '')}\n" if with_headings else ""
-            texts.append(head + (text or ""))
-    return ids, texts
-
-
 @guarded
 def nearest(
     collection, embedding: list[float], limit: int, where: dict | None = None

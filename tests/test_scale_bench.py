@@ -20,7 +20,9 @@ def test_builder_writes_a_library_the_product_reads_and_changes(app, fake_embedd
     assert built["documents"] == 3 and built["big_chunks"] == 100
     assert app.engine.stats() == {"collection": "default", "files": 3, "chunks": 300}
     collection = app.store.collection("default", create=False)
-    ids, texts = store.all_texts(collection, with_headings=False)
+    pages = list(store.pages(collection, ("documents",)))
+    ids = [chunk_id for page in pages for chunk_id in page.ids]
+    texts = [text for page in pages for text in page.texts]
     assert len(set(ids)) == 300
     assert all(scale_build.MIN_CHARS - 1 <= len(t) <= scale_build.MAX_CHARS for t in texts)
     with reading(app.settings.home, "default") as manifest:
