@@ -270,18 +270,14 @@ def keyword_timer(app: App) -> list[float]:
     """Seconds spent bringing the keyword index up to date, appended per call (a timing
     wrapper on this App's KeywordIndexes only)."""
     spent: list[float] = []
-    keywords = app.keywords
-    for name in ("refresh", "update"):
-        original = getattr(keywords, name, None)
-        if original is None:
-            continue
+    original = app.keywords.update
 
-        def wrapper(*args, _original=original, **kwargs):
-            seconds, result = timed(_original, *args, **kwargs)
-            spent.append(seconds)
-            return result
+    def update(*args, **kwargs):
+        seconds, result = timed(original, *args, **kwargs)
+        spent.append(seconds)
+        return result
 
-        setattr(keywords, name, wrapper)
+    app.keywords.update = update
     return spent
 
 

@@ -9,6 +9,7 @@ import random
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,37 +223,35 @@ def write_documents(app: App, manifest, collection, pool: Pool, docs: list, prog
         flush()
 
 
-def index_keywords(app: App, collection, manifest) -> None:
-    """Bring the keyword index up to date with what was written."""
-    keywords = app.keywords
-    if hasattr(keywords, "update"):  # the incremental index, fed by the manifest's keyword log
-        keywords.update(NAME, collection, manifest)
-    else:  # the whole-collection index: rebuilt from the store
-        keywords.refresh(NAME, collection, force=True)
+@contextmanager
+def writing(app: App, purpose: str):
+    """The bench collection and its manifest, under the collection's writer lock (as `ingest`)."""
+    from rag.locks import writer_lock
+    from rag.manifest import Manifest
+
+    with writer_lock(app.settings, NAME, True, None, purpose):
+        collection = app.store.collection(NAME)
+        manifest = Manifest(app.settings.home, NAME)
+        try:
+            yield collection, manifest
+        finally:
+            manifest.close()
 
 
 def build_library(app: App, pool: Pool, size: int, big: int = BIG_DOCUMENT, show=True) -> dict:
     """Write a library of `size` synthetic chunks into the App's (empty) home; timings."""
-    from rag.locks import writer_lock
-    from rag.manifest import Manifest
-
     docs = plan_documents(size, big)
     timings: dict[str, float] = {}
     bar = ProgressBar(size, "chunks") if show else None
-    with writer_lock(app.settings, NAME, True, None, "bench build"):
-        collection = app.store.collection(NAME)
-        manifest = Manifest(app.settings.home, NAME)
-        try:
-            started = time.perf_counter()
-            write_documents(app, manifest, collection, pool, docs, bar.advance if bar else None)
-            timings["write_s"] = time.perf_counter() - started
-            if bar:
-                bar.finish()
-            started = time.perf_counter()
-            index_keywords(app, collection, manifest)
-            timings["keyword_s"] = time.perf_counter() - started
-        finally:
-            manifest.close()
+    with writing(app, "bench build") as (collection, manifest):
+        started = time.perf_counter()
+        write_documents(app, manifest, collection, pool, docs, bar.advance if bar else None)
+        timings["write_s"] = time.perf_counter() - started
+        if bar:
+            bar.finish()
+        started = time.perf_counter()
+        app.keywords.update(NAME, collection, manifest)  # applies the manifest's keyword log
+        timings["keyword_s"] = time.perf_counter() - started
     return {
         "size": size,
         "documents": len(docs),
@@ -264,31 +263,15 @@ def build_library(app: App, pool: Pool, size: int, big: int = BIG_DOCUMENT, show
 
 def catch_up_keywords(app: App) -> None:
     """Apply whatever the keyword index has not seen yet (as the next ingest would)."""
-    from rag.locks import writer_lock
-    from rag.manifest import Manifest
-
-    with writer_lock(app.settings, NAME, True, None, "bench keywords"):
-        collection = app.store.collection(NAME)
-        manifest = Manifest(app.settings.home, NAME)
-        try:
-            index_keywords(app, collection, manifest)
-        finally:
-            manifest.close()
+    with writing(app, "bench keywords") as (collection, manifest):
+        app.keywords.update(NAME, collection, manifest)
 
 
 def rewrite_document(app: App, pool: Pool, doc: SynthDoc) -> None:
     """Write one synthetic document back (after it was removed), with its keyword entries."""
-    from rag.locks import writer_lock
-    from rag.manifest import Manifest
-
-    with writer_lock(app.settings, NAME, True, None, "bench rewrite"):
-        collection = app.store.collection(NAME)
-        manifest = Manifest(app.settings.home, NAME)
-        try:
-            write_documents(app, manifest, collection, pool, [doc])
-            index_keywords(app, collection, manifest)
-        finally:
-            manifest.close()
+    with writing(app, "bench rewrite") as (collection, manifest):
+        write_documents(app, manifest, collection, pool, [doc])
+        app.keywords.update(NAME, collection, manifest)
 
 
 class ProgressBar:
