@@ -89,6 +89,7 @@ class Ingestor:
     parse_pool: Callable | None = None
     signature: str = field(init=False)
     _chunker: Chunker | None = field(default=None, init=False, repr=False)
+    _backend_checked: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.signature = chunk_signature(self.settings, self.ocr)
@@ -151,6 +152,7 @@ class Ingestor:
         with writer_lock(self.settings, name, wait, on_wait, "ingest"):
             collection, manifest = self.open(name)
             try:
+                store.check_backend(collection, name, self.models.embed_backend)
                 damaged = damaged_contents(manifest, collection)
                 run = Run(manifest, collection, report, progress, damaged, force, should_stop)
                 self.store_files(files, run)
@@ -368,6 +370,7 @@ class Ingestor:
     def _embed_and_store(self, nodes: list, collection) -> None:
         """A long file arrives as thousands of nodes: embed and store them a slice at a time,
         dropping each slice's vectors once stored, so memory stays flat."""
+        self._match_backend(collection)
         step = self.settings.ingest_batch_chunks
         for start in range(0, len(nodes), step):
             part = nodes[start : start + step]
@@ -380,6 +383,17 @@ class Ingestor:
             store.upsert_nodes(collection, part)
             for node in part:
                 node.embedding = None
+
+
+    def _match_backend(self, collection) -> None:
+        """A collection holds vectors of one embedding backend: recorded on its first write
+        (every run checks it first: ingest())."""
+        backend = self.models.embed_backend
+        if backend is None or collection.name in self._backend_checked:
+            return
+        if store.embedding_backend(collection) is None:
+            store.record_backend(collection, backend)
+        self._backend_checked.add(collection.name)
 
 
 def check_collection_name(name: str) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.answerability import Sentence
 
 # Kept constant and first, so the model's KV cache reuses it across questions.
 SYSTEM_PROMPT = (
@@ -70,6 +74,7 @@ class Answer:
     chunks_used: int = 0
     attributed: bool = False  # the citations were added by matching, not written by the model
     refusal_reason: str | None = None  # one line: why the documents were judged not to answer
+    prompt_tokens: int = 0  # what the model read before answering (not in the JSON shape)
 
     def to_json(self) -> dict:
         return {
@@ -116,6 +121,44 @@ def fit_sources(
             return kept
         kept.pop()
     return kept
+
+
+def trim_sources(
+    sources: list[SourceRef], sentences: Sequence[Sentence], margin: float
+) -> list[SourceRef]:
+    """Each passage cut to the sentences that carry the evidence, for a shorter prompt: those whose
+    support (similarity to the question plus the share of its words around them) is within
+    `margin` of the best sentence of all passages, and each passage's own best, each with the
+    sentence before and after it; cut runs are marked with "…". A passage whose sentences were
+    not read is kept whole. The sources shown to the reader are not changed."""
+    from rag.evidence import sentence_spans
+
+    if not sentences:
+        return sources
+    best = max(s.support for s in sentences)
+    trimmed = []
+    for number, source in enumerate(sources):
+        mine = [s for s in sentences if s.source == number]
+        if not mine or len(mine) < len(sentence_spans(source.text)):
+            trimmed.append(source)
+            continue
+        top = max(range(len(mine)), key=lambda i: mine[i].support)
+        keep = {i for i, s in enumerate(mine) if s.support >= best - margin} | {top}
+        keep = {j for i in keep for j in (i - 1, i, i + 1) if 0 <= j < len(mine)}
+        runs: list[list[int]] = []
+        for i in sorted(keep):
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        pieces = [source.text[mine[run[0]].span[0] : mine[run[-1]].span[1]] for run in runs]
+        text = " … ".join(pieces)
+        if runs[0][0] > 0:
+            text = "… " + text
+        if runs[-1][-1] < len(mine) - 1:
+            text += " …"
+        trimmed.append(replace(source, text=text))
+    return trimmed
 
 
 def cited_numbers(text: str, n_sources: int) -> list[int]:

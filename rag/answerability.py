@@ -240,6 +240,8 @@ class Sentence:
     similarity: float
     coverage: float  # IDF-weighted share of the question's words in the sentence's neighbourhood
     near: frozenset[str] = frozenset()  # the words of the sentence, its neighbours and heading
+    source: int = -1  # the index of its passage among the sources
+    span: tuple[int, int] = (0, 0)  # where it is in its passage's text
 
     @property
     def support(self) -> float:
@@ -255,6 +257,7 @@ class Signals:
     best: Sentence | None = None  # the best-supporting sentence
     typed: Sentence | None = None  # the best-supporting sentence stating a value of the asked kind
     default_stated: bool = True  # a sentence stating a value of the asked kind states a default
+    sentences: list[Sentence] = field(default_factory=list)  # every sentence read, in order
 
     @property
     def support(self) -> float:
@@ -282,19 +285,20 @@ def read_evidence(
     total = sum(weights.values()) or 1.0
     vocabulary: set[str] = set()
     passages: list[str] = []
-    rows: list[tuple[str, float, frozenset[str]]] = []  # sentence, coverage, words around it
-    for source in sources:
+    rows: list[tuple[str, float, frozenset[str], int, tuple[int, int]]] = []
+    for number, source in enumerate(sources):
         around = set(tokenize(f"{source.title} {source.heading} {source.file_name}"))
         vocabulary |= around | set(tokenize(source.text))
         passages.append(f"{source.title} {source.heading} {source.text}")
-        pieces = [" ".join(source.text[a:b].split()) for a, b in sentence_spans(source.text)]
+        spans = sentence_spans(source.text)
+        pieces = [" ".join(source.text[a:b].split()) for a, b in spans]
         tokens = [set(tokenize(piece)) for piece in pieces]
         for i, piece in enumerate(pieces):
             near = around | tokens[i]
             near |= tokens[i - 1] if i else set()
             near |= tokens[i + 1] if i + 1 < len(tokens) else set()
             share = sum(v for w, v in weights.items() if w in near) / total
-            rows.append((piece, share, frozenset(near)))
+            rows.append((piece, share, frozenset(near), number, spans[i]))
     signals = Signals(asked, missing_terms(asked.key_terms, vocabulary, " ".join(passages)))
     rows = rows[:MAX_SENTENCES]
     if not rows:
@@ -302,9 +306,10 @@ def read_evidence(
     unique = list(dict.fromkeys(row[0] for row in rows))
     vectors = dict(zip(unique, embed(unique), strict=True))
     sentences = [
-        Sentence(text, cosine(question_vector, vectors[text]), coverage, near)
-        for text, coverage, near in rows
+        Sentence(text, cosine(question_vector, vectors[text]), coverage, near, number, span)
+        for text, coverage, near, number, span in rows
     ]
+    signals.sentences = sentences
     signals.best = max(sentences, key=lambda s: s.support)
     if asked.answer_type is not None:
         pattern = STATES[asked.answer_type]

@@ -1,92 +1,71 @@
-"""llama-index's embedding interface over a loaded SentenceTransformer (see rag.models)."""
+"""The embedder every part uses, over a loaded encoder (see rag.models and rag.onnx_model).
+
+It speaks the interface of llama-index's embedding models (get_query_embedding,
+get_text_embedding_batch, and called on nodes it sets their embeddings) without subclassing
+llama-index's BaseEmbedding: importing llama-index costs 0.7 s, which the question path does not
+otherwise need (test fakes are BaseEmbeddings and fit the same places).
+"""
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
+import numpy as np
 
 
-class SentenceEmbedding(BaseEmbedding):
-    """sentence-transformers behind llama-index's embedding interface.
+class Encoder(Protocol):
+    """What the embedder needs from a backend (torch or ONNX Runtime)."""
 
-    llama-index hands over whole lists (embed_batch_size is its maximum, 2048); the model then sorts them by
-    length and encodes in its own batches, exactly as raw `SentenceTransformer.encode` does.
+    backend: str
+
+    def encode_passages(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+    def encode_question(self, text: str) -> np.ndarray: ...
+
+
+class SentenceEmbedding:
+    """Questions and passages to normalised vectors, with the model's prefixes (e5, bge).
+
+    The encoder sorts a list by length and encodes it in its own batches, as raw
+    `SentenceTransformer.encode` does.
     """
 
-    _model: Any = PrivateAttr()
-    _batch_size: int = PrivateAttr()
-    _query_prefix: str = PrivateAttr(default="")
-    _passage_prefix: str = PrivateAttr(default="")
-
-    @classmethod
-    def wrap(
-        cls, model, name: str, batch_size: int, query_prefix: str = "", passage_prefix: str = ""
-    ) -> SentenceEmbedding:
-        """Models such as e5 or bge expect prefixes on questions and passages; set them here."""
-        embedder = cls(model_name=name, embed_batch_size=2048)
-        embedder._model = model
-        embedder._batch_size = batch_size
-        embedder._query_prefix = query_prefix
-        embedder._passage_prefix = passage_prefix
-        return embedder
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "SentenceEmbedding"
+    def __init__(
+        self,
+        model: Encoder,
+        name: str,
+        batch_size: int,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+    ) -> None:
+        self.model = model
+        self.model_name = name
+        self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
 
     @property
-    def model(self):
-        return self._model
+    def backend(self) -> str:
+        return self.model.backend
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(
-            texts,
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return vectors.tolist()
+    def get_query_embedding(self, query: str) -> list[float]:
+        return self.model.encode_question(self.query_prefix + query).tolist()
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        with one_thread():
-            return self._encode([self._query_prefix + query])[0]
+    def get_text_embedding(self, text: str) -> list[float]:
+        return self.get_text_embedding_batch([text])[0]
 
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
+    def get_text_embedding_batch(self, texts: list[str], **_: object) -> list[list[float]]:
+        if not texts:
+            return []
+        texts = [self.passage_prefix + text for text in texts]
+        return self.model.encode_passages(texts, self.batch_size).tolist()
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
+    def __call__(self, nodes: list, **_: object) -> list:
+        """Embed llama-index nodes as its embedding models do: their text with the metadata
+        meant for embedding."""
+        from llama_index.core.schema import MetadataMode
 
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._encode([self._passage_prefix + text for text in texts])
-
-
-_threads_lock = threading.Lock()
-_threads = {"single": 0, "before": 1}  # questions being encoded on one thread; the count before
-
-
-@contextmanager
-def one_thread():
-    """Encode a question on one CPU thread. A question is a few dozen tokens: a second thread
-    saves a millisecond on an idle machine, and on a busy one its threads wait for each other
-    (measured on 2 busy cores: 13 ms with one thread, 290-360 ms with two; bench/scale.py).
-    Passages, encoded in batches, keep every thread."""
-    import torch
-
-    with _threads_lock:
-        if _threads["single"] == 0:
-            _threads["before"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads["single"] += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads["single"] -= 1
-            if _threads["single"] == 0:
-                torch.set_num_threads(_threads["before"])
+        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        for node, vector in zip(nodes, self.get_text_embedding_batch(texts), strict=True):
+            node.embedding = vector
+        return nodes

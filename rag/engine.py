@@ -176,6 +176,7 @@ class AnswerStream:
         }
         if self._first_token is not None:
             timings["first_token_s"] = self._first_token - prepared.started
+            timings["prefill_s"] = self._first_token - prepared.retrieved
             streaming = finished - self._first_token
             if prepared.used and len(self._pieces) > 1 and streaming > 0:
                 # llama.cpp streams one token per piece: the speed a person sees
@@ -192,6 +193,9 @@ class AnswerStream:
             cited=answers.cited_numbers(text, len(prepared.used)),
             chunks_used=len(prepared.used),
             refusal_reason=reason,
+            prompt_tokens=sum(
+                self._models.llm.count_tokens(m["content"]) for m in prepared.messages
+            ),
         )
 
 
@@ -315,6 +319,7 @@ class Engine:
                 raise self._empty(name)  # nothing ingested yet: say how to start
             raise UnknownCollectionError(name, self.store.names())
         self._ensure_current(name, coll)
+        store.check_backend(coll, name, self.models.embed_backend)
         path_filter = PathFilter.build(self.settings.home, name, where)
         retriever = Retriever(
             settings,
@@ -379,7 +384,11 @@ class Engine:
             return []
         llm = self.models.llm
         budget = llm.n_ctx - settings.max_answer_tokens - TEMPLATE_RESERVE
-        used = answers.fit_sources(question, retrieval.sources, llm.count_tokens, budget)
+        sources = retrieval.sources
+        if settings.context_trim and retrieval.signals is not None:
+            margin = settings.context_trim_margin
+            sources = answers.trim_sources(sources, retrieval.signals.sentences, margin)
+        used = answers.fit_sources(question, sources, llm.count_tokens, budget)
         if not used:
             size = llm.count_tokens(question)
             room = f"RAG_N_CTX={llm.n_ctx} leaves {max(budget, 0)} for the question and passages"

@@ -34,6 +34,8 @@ METRIC_KEYS = [
     "retrieve_p95_s",
     "generate_p50_s",
     "generate_p95_s",
+    "prefill_p50_s",
+    "prompt_tokens_p50",
 ]
 
 
@@ -66,6 +68,8 @@ class Outcome:
     answer: str | None = None
     cited: list[tuple[str, int | None]] = field(default_factory=list)
     generate_s: float | None = None
+    prefill_s: float | None = None  # from the passages found to the answer's first token
+    prompt_tokens: int | None = None
     refusal_reason: str | None = None
     check: str | None = None  # the evidence check that refused (topic, key_terms, ...)
 
@@ -203,6 +207,12 @@ def metrics(outcomes: list[Outcome]) -> dict:
         "retrieve_p95_s": round_or_none(percentile(retrieve_times, 0.95)),
         "generate_p50_s": round_or_none(percentile(generate_times, 0.5)),
         "generate_p95_s": round_or_none(percentile(generate_times, 0.95)),
+        "prefill_p50_s": round_or_none(
+            percentile([o.prefill_s for o in outcomes if o.prefill_s is not None], 0.5)
+        ),
+        "prompt_tokens_p50": percentile(
+            [o.prompt_tokens for o in outcomes if o.prompt_tokens is not None], 0.5
+        ),
     }
     return result
 
@@ -268,6 +278,9 @@ def run(
             answer = engine.ask(question.question, collection=collection, top_k=k)
             outcome.generate_s = answer.timings.get("generate_s", time.perf_counter() - started)
             outcome.answer = answer.text
+            if answer.prompt_tokens:
+                outcome.prompt_tokens = answer.prompt_tokens
+                outcome.prefill_s = answer.timings.get("prefill_s")
             outcome.refused = answer.refused
             outcome.refusal_reason = answer.refusal_reason
             outcome.check = outcome.check if retrieval.refused else None

@@ -1,9 +1,11 @@
-"""Embedding model and LLM factories: the only module importing sentence_transformers and llama_cpp."""
+"""Embedding model and LLM factories: the only module importing sentence_transformers, torch and llama_cpp
+(rag.onnx_model, the ONNX Runtime backend, needs them once, to export the model)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +61,14 @@ class Models:
             return self._embedder
 
     @property
+    def embed_backend(self) -> str | None:
+        """The name recorded with the vectors this embedder makes, known without loading it
+        (None for an embedder given by a caller that names none, such as a test's fake)."""
+        if self._embedder is not None:
+            return getattr(self._embedder, "backend", None)
+        return backend_name(self.settings)
+
+    @property
     def llm(self) -> ChatModel:
         with self._lock:
             if self._llm is None:
@@ -81,18 +91,38 @@ class Models:
         return int(llm.queue_length) if llm is not None else 0
 
 
+def backend_name(settings: Settings) -> str:
+    return "onnx-int8" if settings.embed_backend == "onnx" else "torch"
+
+
 def load_embedder(settings: Settings):
-    """A llama-index embedding model over sentence-transformers, loaded from a local path."""
+    """A llama-index embedding model over the configured backend, loaded from local files."""
+    from rag.embedding import SentenceEmbedding
+
+    if settings.embed_backend == "onnx":
+        encoder = load_onnx_encoder(settings)
+    else:
+        encoder = TorchEncoder(load_sentence_transformer(settings.embed_model))
+    return SentenceEmbedding(
+        encoder,
+        settings.embed_model,
+        settings.embed_batch_size,
+        settings.embed_query_prefix,
+        settings.embed_passage_prefix,
+    )
+
+
+def load_sentence_transformer(name: str):
+    """A SentenceTransformer from a local folder or the local cache; never downloaded."""
     from sentence_transformers import SentenceTransformer
 
-    name = settings.embed_model
     local = Path(name).expanduser()
     if (name.startswith((".", "/", "~")) or os.sep in name) and not local.exists():
         raise ModelError(
             f"RAG_EMBED_MODEL: {name} not found; point it at a sentence-transformers model folder"
         )
     try:
-        model = SentenceTransformer(
+        return SentenceTransformer(
             str(local) if local.exists() else name, device="cpu", local_files_only=True
         )
     except Exception as exc:
@@ -100,15 +130,90 @@ def load_embedder(settings: Settings):
             f"RAG_EMBED_MODEL: cannot load {name} ({type(exc).__name__}: {first_line(exc)}); "
             "models are never downloaded, so point it at a local sentence-transformers folder"
         ) from exc
-    from rag.embedding import SentenceEmbedding
 
-    return SentenceEmbedding.wrap(
-        model,
-        name,
-        settings.embed_batch_size,
-        settings.embed_query_prefix,
-        settings.embed_passage_prefix,
+
+def load_onnx_encoder(settings: Settings):
+    """The model exported to ONNX with int8 weights, exported on first use and cached in RAG_HOME."""
+    from rag import onnx_model
+
+    folder = model_folder(settings.embed_model)
+    try:
+        exported = onnx_model.ensure_export(
+            settings.models_path, folder, "int8", lambda line: print(line, file=sys.stderr)
+        )
+        return onnx_model.OnnxEncoder(exported, settings.threads)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"RAG_EMBED_MODEL: cannot run {folder.name} with ONNX Runtime ({type(exc).__name__}: "
+            f"{first_line(exc)}); set RAG_EMBED_BACKEND=torch"
+        ) from exc
+
+
+def model_folder(name: str) -> Path:
+    """The local folder of an embedding model given as a path or as a cached hub name."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if not (name.startswith((".", "/", "~")) or os.sep in name) or name.count("/") == 1:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:
+            pass
+    raise ModelError(
+        f"RAG_EMBED_MODEL: {name} not found; point it at a sentence-transformers model folder"
     )
+
+
+class TorchEncoder:
+    """sentence-transformers (torch) as an encoder: questions on one thread, passages on all."""
+
+    backend = "torch"
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def encode_passages(self, texts: list[str], batch_size: int):
+        return self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def encode_question(self, text: str):
+        with one_thread():
+            return self.encode_passages([text], 1)[0]
+
+
+_threads_lock = threading.Lock()
+_threads = {"single": 0, "before": 1}  # questions being encoded on one thread; the count before
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Encode a question on one CPU thread. A question is a few dozen tokens: a second thread
+    saves a millisecond on an idle machine, and on a busy one its threads wait for each other
+    (measured on 2 busy cores: 13 ms with one thread, 290-360 ms with two; bench/scale.py).
+    Passages, encoded in batches, keep every thread."""
+    import torch
+
+    with _threads_lock:
+        if _threads["single"] == 0:
+            _threads["before"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads["single"] += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads["single"] -= 1
+            if _threads["single"] == 0:
+                torch.set_num_threads(_threads["before"])
 
 
 def load_chunk_tokenizer(settings: Settings) -> Callable[[str], list] | None:

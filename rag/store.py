@@ -246,6 +246,42 @@ class Store:
 
 
 COLLECTION_METADATA = {"hnsw:space": "cosine"}
+BACKEND_KEY = "embed_backend"  # in a collection's metadata: what embedded its chunks
+
+
+class BackendMismatchError(UserError):
+    """A collection's chunks were embedded by another backend than the one configured."""
+
+
+def embedding_backend(collection) -> str | None:
+    """The backend that embedded a collection's chunks ("onnx-int8", "torch"): recorded when the
+    collection is first written; "torch" for one written before backends were recorded (torch was
+    the only one); None while it is empty."""
+    recorded = (collection.metadata or {}).get(BACKEND_KEY)
+    if recorded:
+        return str(recorded)
+    return "torch" if count_chunks(collection) else None
+
+
+def record_backend(collection, backend: str) -> None:
+    """Write the backend into the collection's metadata (the distance, set at creation, stays)."""
+    kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    collection.modify(metadata=kept | {BACKEND_KEY: backend})
+
+
+def check_backend(collection, name: str, backend: str | None) -> None:
+    """Refuse, in one line, to mix vectors of two backends: on the development set, questions
+    embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10."""
+    if backend is None:  # a test's fake embedder: nothing to compare
+        return
+    stored = embedding_backend(collection)
+    if stored is not None and stored != backend:
+        setting = "onnx" if stored.startswith("onnx") else stored
+        raise BackendMismatchError(
+            f"collection '{name}' was embedded with {stored}, but RAG_EMBED_BACKEND gives {backend}: "
+            f"set RAG_EMBED_BACKEND={setting}, or embed it again with this backend "
+            f"(`ingest collections delete {name}`, then `ingest PATH -c {name}`)"
+        )
 
 
 def forget_system(path: str, stop: bool) -> None:

@@ -21,8 +21,19 @@ SAMPLES = ROOT / "sample_docs"
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """Models prepared on this machine (the ONNX export) are made once per session and shared
+    by every RAG_HOME through RAG_MODEL_CACHE, as several homes of one user share them."""
+    import os
+
+    cache = tmp_path_factory.mktemp("model-cache")
+    os.environ["RAG_MODEL_CACHE"] = str(cache)
+    return cache
+
+
 @pytest.fixture(autouse=True)
-def rag_home(tmp_path_factory, monkeypatch) -> Path:
+def rag_home(tmp_path_factory, monkeypatch, model_cache) -> Path:
     """Every test gets its own empty RAG_HOME, and no RAG_* setting leaks in from the shell."""
     import os
 
@@ -31,6 +42,7 @@ def rag_home(tmp_path_factory, monkeypatch) -> Path:
             monkeypatch.delenv(key)
     home = tmp_path_factory.mktemp("rag-home")
     monkeypatch.setenv("RAG_HOME", str(home))
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(model_cache))
     return home
 
 

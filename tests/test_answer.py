@@ -73,3 +73,45 @@ def test_answer_json_shape():
         "heading": "",
     }
     assert set(data["timings"]) == {"retrieve_s", "generate_s", "total_s"}
+
+
+def _sentence(text: str, passage: str, source: int, support: float):
+    from rag.answerability import Sentence
+
+    start = passage.index(text)
+    return Sentence(text, support, 0.0, source=source, span=(start, start + len(text)))
+
+
+def test_trim_keeps_the_evidence_sentences_with_their_neighbours_and_marks_cuts():
+    from rag.answer import trim_sources
+
+    first = "Intro line. The port is 8080. It can be changed. Unrelated A. Unrelated B. Last one."
+    second = "Nothing here. Also nothing. The default port is 8080 unless set."
+    sources = [SourceRef("a.md", None, 0.9, first), SourceRef("b.md", None, 0.8, second)]
+    supports = {
+        0: [0.2, 0.9, 0.5, 0.1, 0.1, 0.1],
+        1: [0.1, 0.1, 0.8],
+    }
+    pieces = {0: first, 1: second}
+    sentences = []
+    for number, text in pieces.items():
+        parts = [p.strip() + ("" if p.strip().endswith(".") else ".") for p in text.split(". ")]
+        for part, support in zip(parts, supports[number], strict=True):
+            sentences.append(_sentence(part, text, number, support))
+
+    trimmed = trim_sources(sources, sentences, margin=0.15)
+
+    # source 1: its best (0.9) and the one within the margin (0.8 is in source 2), with neighbours
+    assert trimmed[0].text == "Intro line. The port is 8080. It can be changed. …"
+    assert trimmed[1].text == "… Also nothing. The default port is 8080 unless set."
+    assert [s.text for s in sources] == [first, second]  # the reader's sources are unchanged
+
+
+def test_trim_keeps_a_passage_whole_when_its_sentences_were_not_all_read():
+    from rag.answer import trim_sources
+
+    text = "One sentence. Another sentence. A third one."
+    sources = [SourceRef("a.md", None, 0.9, text)]
+    only_first = [_sentence("One sentence.", text, 0, 0.9)]
+    assert trim_sources(sources, only_first, margin=0.1)[0].text == text
+    assert trim_sources(sources, [], margin=0.1) == sources

@@ -164,29 +164,56 @@ def test_keyword_index_follows_adds_updates_and_removals(ingestor, settings, tmp
 
 
 def test_embedding_prefixes_for_e5_style_models():
+    import numpy as np
+
     from rag.embedding import SentenceEmbedding
 
-    class RecordingModel:
+    class RecordingEncoder:
+        backend = "recording"
         seen: list[str] = []
 
-        def encode(self, texts, **kwargs):
-            import numpy as np
-
+        def encode_passages(self, texts, batch_size):
             self.seen.extend(texts)
             return np.zeros((len(texts), 3))
 
-    model = RecordingModel()
-    embedder = SentenceEmbedding.wrap(model, "e5", 8, "query: ", "passage: ")
+        def encode_question(self, text):
+            self.seen.append(text)
+            return np.zeros(3)
+
+    model = RecordingEncoder()
+    embedder = SentenceEmbedding(model, "e5", 8, "query: ", "passage: ")
     embedder.get_query_embedding("how big?")
     embedder.get_text_embedding_batch(["some text", "more"])
     assert model.seen == ["query: how big?", "passage: some text", "passage: more"]
+    assert embedder.backend == "recording"
+
+
+def test_embedder_called_on_nodes_sets_their_embeddings_from_text_and_metadata():
+    import numpy as np
+    from llama_index.core.schema import TextNode
+
+    from rag.embedding import SentenceEmbedding
+
+    class LengthEncoder:
+        backend = "length"
+
+        def encode_passages(self, texts, batch_size):
+            return np.array([[float(len(t)), 1.0] for t in texts])
+
+    node = TextNode(text="body", metadata={"title": "T", "secret": "x" * 50})
+    node.excluded_embed_metadata_keys = ["secret"]
+    SentenceEmbedding(LengthEncoder(), "m", 8)([node])
+    from llama_index.core.schema import MetadataMode
+
+    assert node.embedding == [float(len(node.get_content(metadata_mode=MetadataMode.EMBED))), 1.0]
+    assert node.embedding[0] < 50  # the excluded key is not embedded
 
 
 def test_questions_are_encoded_on_one_thread_and_passages_on_all():
     import numpy as np
     import torch
 
-    from rag.embedding import SentenceEmbedding
+    from rag.models import TorchEncoder
 
     threads: list[int] = []
 
@@ -198,9 +225,60 @@ def test_questions_are_encoded_on_one_thread_and_passages_on_all():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        embedder = SentenceEmbedding.wrap(ThreadModel(), "m", 8)
-        embedder.get_query_embedding("how big?")
-        embedder.get_text_embedding_batch(["some text"])
+        encoder = TorchEncoder(ThreadModel())
+        encoder.encode_question("how big?")
+        encoder.encode_passages(["some text"], 8)
         assert threads == [1, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+class _TaggedEncoder:
+    """The fake embedding's vectors under a backend's name."""
+
+    def __init__(self, backend: str, fake) -> None:
+        import numpy as np
+
+        self.backend = backend
+        self._np = np
+        self._fake = fake
+
+    def encode_passages(self, texts, batch_size):
+        return self._np.array(self._fake.get_text_embedding_batch(texts))
+
+    def encode_question(self, text):
+        return self._np.array(self._fake.get_query_embedding(text))
+
+
+def test_a_collection_records_its_backend_and_refuses_questions_or_writes_from_another(
+    settings, fake_embedder, fake_llm, tmp_path
+):
+    import pytest
+
+    from rag.app import build_app
+    from rag.embedding import SentenceEmbedding
+    from rag.store import BACKEND_KEY, BackendMismatchError, embedding_backend
+
+    onnx = SentenceEmbedding(_TaggedEncoder("onnx-int8", fake_embedder), "m", 8)
+    torch = SentenceEmbedding(_TaggedEncoder("torch", fake_embedder), "m", 8)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nThe zebra code is ZX-1.\n")
+    first = build_app(settings, embedder=onnx, llm=fake_llm)
+    first.ingestor().ingest([docs])
+    collection = first.store.collection("default", create=False)
+    assert collection.metadata[BACKEND_KEY] == "onnx-int8"
+    assert embedding_backend(collection) == "onnx-int8"
+    assert first.engine.ask("What is the zebra code?").sources  # same backend: answered
+
+    other = build_app(settings, embedder=torch, llm=fake_llm)
+    with pytest.raises(BackendMismatchError, match="RAG_EMBED_BACKEND=onnx"):
+        other.engine.ask("What is the zebra code?")
+    (docs / "b.md").write_text("# B\n\nThe yak code is YK-2.\n")
+    with pytest.raises(BackendMismatchError, match="embedded with onnx-int8"):
+        other.ingestor().ingest([docs])
+    assert first.engine.stats()["chunks"] == 1  # nothing of the refused run was stored
+
+    # made before backends were recorded: torch, the only backend then
+    collection.modify(metadata={"note": "old"})
+    assert embedding_backend(first.store.collection("default", create=False)) == "torch"
