@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     for size in (int(s) for s in args.chunk_sizes.split(",")):
         env = dict(base, RAG_HOME=str(work / f"chunks-{size}"), RAG_CHUNK_SIZE=str(size))
         subprocess.run(
-            [str(BIN / "ingest"), str(args.docs), "--json"], env=env, capture_output=True, check=True
+            [str(BIN / "ingest"), str(args.docs), "--json"],
+            env=env,
+            capture_output=True,
+            check=True,
         )
         configs = CONFIGS if size == 220 else CONFIGS[:1]
         for label, top_k, margin in configs:
@@ -87,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             row |= evaluate(args.questions, env, top_k, margin)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    result = {"machine": machine(), "llm_backend": base.get("RAG_LLM_BACKEND", "llama-cpp"),
-              "rows": rows}
+    result = {
+        "machine": machine(),
+        "llm_backend": base.get("RAG_LLM_BACKEND", "llama-cpp"),
+        "rows": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     if args.json:
@@ -96,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{'chunks':>6} {'config':16}" + "".join(f"{k[:14]:>15}" for k in KEYS))
         for row in rows:
-            cells = "".join(
-                f"{'-' if row[k] is None else row[k]:>15}" for k in KEYS
-            )
+            cells = "".join(f"{'-' if row[k] is None else row[k]:>15}" for k in KEYS)
             print(f"{row['chunk_size']:>6} {row['config']:16}{cells}")
     return 0
 

@@ -81,9 +81,7 @@ def run(devset: Path | None, runs: int, work: Path) -> dict:
     library = dict(env, RAG_HOME=str(work / "library"))
 
     prepare = measure([str(BIN / "ingest"), str(SAMPLES), "--json"], library)
-    asks = [
-        measure([str(BIN / "rag"), "ask", "--json", QUESTION], library) for _ in range(runs)
-    ]
+    asks = [measure([str(BIN / "rag"), "ask", "--json", QUESTION], library) for _ in range(runs)]
     answer = json.loads(asks[-1]["stdout"])
     watched = measure([sys.executable, "-c", WATCH_TORCH, "ask", "--json", QUESTION], library)
     ingests = []

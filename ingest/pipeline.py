@@ -384,7 +384,6 @@ class Ingestor:
             for node in part:
                 node.embedding = None
 
-
     def _match_backend(self, collection) -> None:
         """A collection holds vectors of one embedding backend: recorded on its first write
         (every run checks it first: ingest())."""

@@ -49,7 +49,9 @@ def cache_dir(models: Path, model_dir: Path, quantize: str) -> Path:
     return models / "onnx" / f"{model_dir.name}-{quantize}-{export_key(model_dir, quantize)}"
 
 
-def ensure_export(models: Path, model_dir: Path, quantize: str, tell: Callable[[str], None]) -> Path:
+def ensure_export(
+    models: Path, model_dir: Path, quantize: str, tell: Callable[[str], None]
+) -> Path:
     """The folder holding the exported model, made now if it is not cached yet (a few seconds)."""
     target = cache_dir(models, model_dir, quantize)
     if (target / "encoder.json").is_file():
@@ -103,7 +105,11 @@ def _export(model_dir: Path, out: Path, quantize: str) -> None:
             f"RAG_EMBED_MODEL: {model_dir.name} has no fast tokenizer (tokenizer.json); "
             "set RAG_EMBED_BACKEND=torch"
         )
-    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+    names = [
+        n
+        for n in tokenizer.model_input_names
+        if n in ("input_ids", "attention_mask", "token_type_ids")
+    ]
     network = transformer.auto_model.eval()
 
     class Encoder(torch.nn.Module):
@@ -116,7 +122,11 @@ def _export(model_dir: Path, out: Path, quantize: str) -> None:
         def forward(self, *inputs):
             return self.network(**dict(zip(names, inputs, strict=True))).last_hidden_state
 
-    sample = tokenizer(["an example passage", "a second, longer example passage"], padding=True, return_tensors="pt")
+    sample = tokenizer(
+        ["an example passage", "a second, longer example passage"],
+        padding=True,
+        return_tensors="pt",
+    )
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     fp32 = out / "model.onnx"
     with torch.no_grad():
@@ -213,7 +223,9 @@ class OnnxEncoder:
         busy machine the threads wait for each other."""
         return self.encode([text], 1, threads=1)[0]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, threads: int | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, threads: int | None = None
+    ) -> np.ndarray:
         session = self.session(threads or self.threads)
         encodings = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))

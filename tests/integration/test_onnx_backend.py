@@ -32,7 +32,9 @@ PASSAGES = [
 @pytest.fixture(scope="module")
 def encoders():
     settings = load_settings()
-    return load_onnx_encoder(settings), TorchEncoder(load_sentence_transformer(settings.embed_model))
+    return load_onnx_encoder(settings), TorchEncoder(
+        load_sentence_transformer(settings.embed_model)
+    )
 
 
 def test_onnx_vectors_agree_with_torch_and_rank_the_same(encoders):
