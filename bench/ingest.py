@@ -3,7 +3,9 @@
     python -m bench.ingest [CORPUS...] [--files 2000] [--pdf-pages 520] [--json] [--out FILE]
 
 Reports files/s, pages/s, chunks/s and peak RSS, and:
-  (a) encode_ratio       pipeline chunks/s / raw encode chunks/s (same chunks, model, threads, batch)
+  (a) embed_speedup      pipeline chunks/s with the default embedding backend (RAG_EMBED_BACKEND,
+                         onnx) / raw sentence-transformers (torch) encode chunks/s, batch 32, on
+                         the same chunks, model and threads (also printed as encode_ratio)
   (b) reingest_fraction  re-ingest of the unchanged corpus (CLI wall time) / first ingest time
   (c) big_pdf_peak_rss_mb  peak RSS of `ingest` on the long PDF alone (and of its parser process)
   (d) remove_seconds     wall time of `ingest remove` of that PDF from the whole corpus
@@ -119,11 +121,13 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
     from llama_index.core.schema import MetadataMode
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+    from rag.models import load_sentence_transformer
     from rag.settings import load_settings
 
     settings = load_settings()
     ingestor = build_app(settings).ingestor()
-    model = ingestor.embedder.model  # loaded now, outside the timed part
+    backend = ingestor.embedder.backend  # loaded (and prepared) now, outside the timed part
+    model = load_sentence_transformer(settings.embed_model)  # the raw library, torch
     _ = ingestor.chunker
     started = time.perf_counter()
     report = ingestor.ingest(corpus)
@@ -151,6 +155,7 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
         "raw_encode_chunks_per_s": len(sample) / raw_s,
         "raw_sample": len(sample),
         "threads": torch.get_num_threads(),
+        "backend": backend,
         "batch_size": settings.embed_batch_size,
         "peak_rss_mb": peak_mb,
         "pdf_chunks": pages,
@@ -205,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(first["peak_rss_mb"], 1),
         "raw_encode_chunks_per_s": first["raw_encode_chunks_per_s"],
         "encode_ratio": first["pipeline_chunks_per_s"] / first["raw_encode_chunks_per_s"],
+        "embed_speedup": first["pipeline_chunks_per_s"] / first["raw_encode_chunks_per_s"],
+        "backend": first["backend"],
         "first_ingest_s": first["pipeline_s"],
         "reingest_s": reingest_s,
         "reingest_new_chunks": (again or {}).get("chunks"),
@@ -235,7 +242,7 @@ def print_table(result: dict) -> None:
         ("files/s", result["files_per_s"], ""),
         ("chunks/s (pipeline)", result["chunks_per_s"], ""),
         ("chunks/s (raw encode)", result["raw_encode_chunks_per_s"], ""),
-        ("(a) encode_ratio", result["encode_ratio"], "target >= 0.85"),
+        ("(a) embed_speedup", result["embed_speedup"], f"target >= 1.5 ({result['backend']})"),
         ("(b) reingest_fraction", result["reingest_fraction"], "target <= 0.05"),
         ("(c) big_pdf_peak_rss_mb", result["big_pdf_peak_rss_mb"], "target < 1500"),
         ("    its parser process", result["big_pdf_parser_peak_rss_mb"] or 0.0, "target < 1500"),

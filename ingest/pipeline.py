@@ -390,8 +390,8 @@ class Ingestor:
         backend = self.models.embed_backend
         if backend is None or collection.name in self._backend_checked:
             return
-        if store.embedding_backend(collection) is None:
-            store.record_backend(collection, backend)
+        if (collection.metadata or {}).get(store.BACKEND_KEY) != backend:
+            store.record_backend(collection, backend)  # empty until now: check_backend passed
         self._backend_checked.add(collection.name)
 
 

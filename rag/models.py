@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -133,22 +134,31 @@ def load_sentence_transformer(name: str):
 
 
 def load_onnx_encoder(settings: Settings):
-    """The model exported to ONNX with int8 weights, exported on first use and cached in RAG_HOME."""
+    """The model exported to ONNX with int8 weights, exported on first use and cached; a cached
+    export that no longer loads (a damaged file) is made again once."""
     from rag import onnx_model
 
     folder = model_folder(settings.embed_model)
-    try:
-        exported = onnx_model.ensure_export(
-            settings.models_path, folder, "int8", lambda line: print(line, file=sys.stderr)
-        )
-        return onnx_model.OnnxEncoder(exported, settings.threads)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise ModelError(
-            f"RAG_EMBED_MODEL: cannot run {folder.name} with ONNX Runtime ({type(exc).__name__}: "
-            f"{first_line(exc)}); set RAG_EMBED_BACKEND=torch"
-        ) from exc
+    tell = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    for attempt in (1, 2):
+        exported = onnx_model.ensure_export(settings.models_path, folder, "int8", tell)
+        try:
+            return onnx_model.OnnxEncoder(exported, settings.threads)
+        except UserError:
+            raise
+        except Exception as exc:
+            if attempt == 1:
+                tell(
+                    f"the prepared ONNX model in {exported} does not load ({first_line(exc)}); "
+                    "preparing it again"
+                )
+                shutil.rmtree(exported, ignore_errors=True)
+                continue
+            raise ModelError(
+                f"RAG_EMBED_MODEL: cannot run {folder.name} with ONNX Runtime "
+                f"({type(exc).__name__}: {first_line(exc)}); set RAG_EMBED_BACKEND=torch"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 def model_folder(name: str) -> Path:

@@ -15,6 +15,8 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -60,7 +62,7 @@ def ensure_export(
     tell(f"preparing the ONNX embedding model once ({quantize}); cached in {target}")
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
-        export(model_dir, work, quantize)
+        export_apart(model_dir, work, quantize)
         try:
             work.rename(target)  # atomic: a reader sees the whole export or none
         except OSError:  # another process finished the same export first
@@ -69,6 +71,22 @@ def ensure_export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def export_apart(model_dir: Path, out: Path, quantize: str) -> None:
+    """Export in a child process: torch and the exporters (1.8 GB at their peak) are gone when it
+    ends, and the command that asked for the model never holds them."""
+    command = [sys.executable, "-m", "rag.onnx_model", str(model_dir), str(out), quantize]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit status {done.returncode}"
+        if last.startswith("ExportError: "):  # the child's own one-line reason
+            raise ExportError(last.removeprefix("ExportError: "))
+        raise ExportError(
+            f"RAG_EMBED_MODEL: exporting {model_dir.name} to ONNX failed ({last}); "
+            "set RAG_EMBED_BACKEND=torch"
+        )
 
 
 def export(model_dir: Path, out: Path, quantize: str) -> None:
@@ -264,3 +282,7 @@ def pool(states: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np
     if normalize:
         vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
     return vectors.astype(np.float32)
+
+
+if __name__ == "__main__":  # the child process of export_apart(): MODEL_DIR OUT QUANTIZE
+    export(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])

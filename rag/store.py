@@ -256,11 +256,10 @@ class BackendMismatchError(UserError):
 def embedding_backend(collection) -> str | None:
     """The backend that embedded a collection's chunks ("onnx-int8", "torch"): recorded when the
     collection is first written; "torch" for one written before backends were recorded (torch was
-    the only one); None while it is empty."""
-    recorded = (collection.metadata or {}).get(BACKEND_KEY)
-    if recorded:
-        return str(recorded)
-    return "torch" if count_chunks(collection) else None
+    the only one); None while it is empty (any backend may fill it)."""
+    if not count_chunks(collection):
+        return None
+    return str((collection.metadata or {}).get(BACKEND_KEY) or "torch")
 
 
 def record_backend(collection, backend: str) -> None:
@@ -272,15 +271,15 @@ def record_backend(collection, backend: str) -> None:
 def check_backend(collection, name: str, backend: str | None) -> None:
     """Refuse, in one line, to mix vectors of two backends: on the development set, questions
     embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10."""
-    if backend is None:  # a test's fake embedder: nothing to compare
-        return
+    if backend is None or (collection.metadata or {}).get(BACKEND_KEY) == backend:
+        return  # a test's fake embedder, or the recorded backend: no store call
     stored = embedding_backend(collection)
     if stored is not None and stored != backend:
         setting = "onnx" if stored.startswith("onnx") else stored
         raise BackendMismatchError(
-            f"collection '{name}' was embedded with {stored}, but RAG_EMBED_BACKEND gives {backend}: "
-            f"set RAG_EMBED_BACKEND={setting}, or embed it again with this backend "
-            f"(`ingest collections delete {name}`, then `ingest PATH -c {name}`)"
+            f"collection '{name}' was embedded with {stored}, but RAG_EMBED_BACKEND gives "
+            f"{backend}: set RAG_EMBED_BACKEND={setting}, or embed it again with this backend "
+            f"(`ingest remove FOLDER -c {name}`, then `ingest FOLDER -c {name}`)"
         )
 
 

@@ -279,6 +279,15 @@ def test_a_collection_records_its_backend_and_refuses_questions_or_writes_from_a
         other.ingestor().ingest([docs])
     assert first.engine.stats()["chunks"] == 1  # nothing of the refused run was stored
 
+    # emptied, it takes the backend that fills it again
+    first.ingestor().remove([docs])
+    other.ingestor().ingest([docs])
+    refilled = other.store.collection("default", create=False)
+    assert refilled.metadata[BACKEND_KEY] == "torch" and other.engine.stats()["chunks"] == 2
+    fresh = build_app(settings, embedder=onnx, llm=fake_llm)
+    with pytest.raises(BackendMismatchError, match="embedded with torch"):
+        fresh.engine.ask("What is the zebra code?")
+
     # made before backends were recorded: torch, the only backend then
-    collection.modify(metadata={"note": "old"})
-    assert embedding_backend(first.store.collection("default", create=False)) == "torch"
+    refilled.modify(metadata={"note": "old"})
+    assert embedding_backend(refilled) == "torch"

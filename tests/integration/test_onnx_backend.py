@@ -94,3 +94,35 @@ def test_a_library_embedded_with_onnx_refuses_torch_questions_in_one_line(sample
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "embedded with onnx-int8" in lines[0]
     assert "RAG_EMBED_BACKEND=onnx" in lines[0]
+
+
+def test_a_model_the_onnx_backend_cannot_reproduce_is_refused_in_one_line(tmp_path):
+    """A sentence-transformers folder with a module the export does not reproduce (a Dense
+    layer): one line naming the model and RAG_EMBED_BACKEND=torch, and nothing cached."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    settings = load_settings()
+    model = load_sentence_transformer(settings.embed_model)
+    dense = Dense(in_features=384, out_features=8)
+    folder = tmp_path / "with-dense"
+    SentenceTransformer(modules=[*model, dense]).save(str(folder))
+    cache = tmp_path / "cache"
+    with pytest.raises(onnx_model.ExportError, match="RAG_EMBED_BACKEND=torch") as caught:
+        onnx_model.ensure_export(cache, folder, "int8", lambda line: None)
+    assert "\n" not in str(caught.value) and "with-dense" in str(caught.value)
+    assert not any((cache / "onnx").iterdir())
+
+
+def test_a_damaged_export_is_made_again(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path / "cache"))
+    settings = load_settings()
+    first = load_onnx_encoder(settings)
+    model_file = first.folder / first.config["model_file"]
+    model_file.write_bytes(model_file.read_bytes()[:1000])  # cut short, as by a full disk
+
+    again = load_onnx_encoder(settings)
+
+    assert "preparing it again" in capfd.readouterr().err
+    vector = again.encode_question("How loud is the chime at night?")
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
