@@ -33,7 +33,7 @@ from rag.cli_support import (
 from rag.errors import ExitStatus
 from rag.manifest import UnknownCollectionError, list_collections
 
-SUBCOMMANDS = ("add", "remove", "list", "collections", "check")
+SUBCOMMANDS = ("add", "remove", "list", "collections", "check", "reembed")
 HELP_FLAGS = ("-h", "--help")
 WAIT_HELP = (
     "fail at once (exit 75) when another command is changing the collection, instead of "
@@ -163,7 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(check)
     add_wait(check)
     check.set_defaults(handler=run_check)
+
+    reembed = sub.add_parser(
+        "reembed",
+        help="embed every file of a collection again with the configured RAG_EMBED_BACKEND",
+        description="Embed every file of a collection again, read from disk, with the embedding "
+        "backend RAG_EMBED_BACKEND gives (a collection holds one backend's vectors; questions "
+        "with another are refused). Until it ends, questions and other writers are refused "
+        "with a line saying so; a stopped run is finished by running it again. Files no longer "
+        "on disk are forgotten.",
+    )
+    add_common(reembed)
+    add_wait(reembed)
+    reembed.set_defaults(handler=run_reembed)
     return parser
+
+
+def run_reembed(args: argparse.Namespace, app: App) -> int:
+    name = args.collection or app.settings.collection
+    ingestor = app.ingestor()
+    total = len(ingestor.records(name))
+    progress, close = progress_bar(total, enabled=not args.json and sys.stderr.isatty())
+    try:
+        report = ingestor.reembed(name, progress, wait=not args.no_wait, on_wait=notice)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_report(report)
+    return ExitStatus.PARTIAL if report.failed else ExitStatus.OK
 
 
 def main(argv: list[str] | None = None, app: App | None = None) -> int:

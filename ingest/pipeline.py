@@ -166,6 +166,45 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def reembed(
+        self,
+        collection_name: str | None = None,
+        progress: Progress | None = None,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IngestReport:
+        """Embed every file of a collection again with the configured backend (after changing
+        RAG_EMBED_BACKEND). The collection is marked as being embedded again until the run ends,
+        so questions and other writers are refused meanwhile rather than mixing two backends'
+        vectors; a stopped run is finished by running it again. Files no longer on disk are
+        forgotten (their vectors cannot be made again)."""
+        started = time.perf_counter()
+        name = collection_name or self.settings.collection
+        report = IngestReport(collection=name)
+        backend = self.models.embed_backend
+        with writer_lock(self.settings, name, wait, on_wait, "ingest reembed"):
+            collection, manifest = self.open(name)
+            try:
+                paths = [record.path for record in manifest.records()]
+                present = [Path(p) for p in paths if os.path.isfile(p)]
+                if backend is not None:
+                    store.record_backend(collection, store.REEMBEDDING + backend)
+                self._backend_checked.discard(name)
+                report.removed = remove_records(
+                    manifest, collection, [p for p in paths if not os.path.isfile(p)]
+                )
+                damaged = damaged_contents(manifest, collection)
+                run = Run(manifest, collection, report, progress, damaged, True, None)
+                self.store_files(present, run)
+                if backend is not None and not report.failed:
+                    store.record_backend(collection, backend)
+                release_memory()
+                self.keywords.update(name, collection, manifest)
+            finally:
+                manifest.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
     def store_files(self, files: list[Path], run: Run) -> None:
         """Plan every file, parse and embed the new and changed ones, link copies (and re-embed
         files of the run's damaged contents). The caller holds the collection's writer lock."""
@@ -390,7 +429,8 @@ class Ingestor:
         backend = self.models.embed_backend
         if backend is None or collection.name in self._backend_checked:
             return
-        if (collection.metadata or {}).get(store.BACKEND_KEY) != backend:
+        recorded = str((collection.metadata or {}).get(store.BACKEND_KEY) or "")
+        if recorded != backend and not recorded.startswith(store.REEMBEDDING):
             store.record_backend(collection, backend)  # empty until now: check_backend passed
         self._backend_checked.add(collection.name)
 

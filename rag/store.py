@@ -247,6 +247,7 @@ class Store:
 
 COLLECTION_METADATA = {"hnsw:space": "cosine"}
 BACKEND_KEY = "embed_backend"  # in a collection's metadata: what embedded its chunks
+REEMBEDDING = "reembedding:"  # ...while `ingest reembed` replaces them: "reembedding:<backend>"
 
 
 class BackendMismatchError(UserError):
@@ -271,15 +272,22 @@ def record_backend(collection, backend: str) -> None:
 def check_backend(collection, name: str, backend: str | None) -> None:
     """Refuse, in one line, to mix vectors of two backends: on the development set, questions
     embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10."""
-    if backend is None or (collection.metadata or {}).get(BACKEND_KEY) == backend:
+    recorded = str((collection.metadata or {}).get(BACKEND_KEY) or "")
+    if backend is None or recorded == backend:
         return  # a test's fake embedder, or the recorded backend: no store call
+    if recorded.startswith(REEMBEDDING):
+        raise BackendMismatchError(
+            f"collection '{name}' is being embedded again with "
+            f"{recorded.removeprefix(REEMBEDDING)}; wait for `ingest reembed -c {name}` to finish, "
+            "or run it again if it was stopped"
+        )
     stored = embedding_backend(collection)
     if stored is not None and stored != backend:
         setting = "onnx" if stored.startswith("onnx") else stored
         raise BackendMismatchError(
             f"collection '{name}' was embedded with {stored}, but RAG_EMBED_BACKEND gives "
-            f"{backend}: set RAG_EMBED_BACKEND={setting}, or embed it again with this backend "
-            f"(`ingest remove FOLDER -c {name}`, then `ingest FOLDER -c {name}`)"
+            f"{backend}: set RAG_EMBED_BACKEND={setting}, or embed it again with this backend: "
+            f"`ingest reembed -c {name}`"
         )
 
 

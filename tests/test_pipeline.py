@@ -291,3 +291,44 @@ def test_a_collection_records_its_backend_and_refuses_questions_or_writes_from_a
     # made before backends were recorded: torch, the only backend then
     refilled.modify(metadata={"note": "old"})
     assert embedding_backend(refilled) == "torch"
+
+
+def test_reembed_moves_a_collection_to_the_configured_backend(
+    settings, fake_embedder, fake_llm, tmp_path
+):
+    import pytest
+
+    from rag.app import build_app
+    from rag.embedding import SentenceEmbedding
+    from rag.store import BACKEND_KEY, REEMBEDDING, BackendMismatchError, record_backend
+
+    onnx = SentenceEmbedding(_TaggedEncoder("onnx-int8", fake_embedder), "m", 8)
+    torch = SentenceEmbedding(_TaggedEncoder("torch", fake_embedder), "m", 8)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nThe zebra code is ZX-1.\n")
+    (docs / "b.md").write_text("# B\n\nThe yak code is YK-2.\n")
+    build_app(settings, embedder=torch, llm=fake_llm).ingestor().ingest([docs])
+    (docs / "b.md").unlink()  # gone from disk: its vectors cannot be made again
+
+    app = build_app(settings, embedder=onnx, llm=fake_llm)
+    with pytest.raises(BackendMismatchError, match="ingest reembed -c default"):
+        app.engine.ask("What is the zebra code?")
+    report = app.ingestor().reembed()
+
+    assert report.files == 1 and report.removed == 1 and not report.failed
+    collection = build_app(settings, embedder=onnx).store.collection("default", create=False)
+    assert collection.metadata[BACKEND_KEY] == "onnx-int8"
+    assert [r.path for r in app.ingestor().records()] == [str(docs / "a.md")]
+    fresh = build_app(settings, embedder=onnx, llm=fake_llm)
+    assert fresh.engine.ask("What is the zebra code?").sources[0].file.endswith("a.md")
+
+    # a run stopped half way leaves the mark: refused until a run finishes
+    record_backend(collection, REEMBEDDING + "onnx-int8")
+    stopped = build_app(settings, embedder=onnx, llm=fake_llm)
+    with pytest.raises(BackendMismatchError, match="being embedded again with onnx-int8"):
+        stopped.engine.ask("What is the zebra code?")
+    with pytest.raises(BackendMismatchError, match="being embedded again"):
+        stopped.ingestor().ingest([docs])
+    stopped.ingestor().reembed()
+    assert build_app(settings, embedder=onnx, llm=fake_llm).engine.ask("What is the zebra code?")
