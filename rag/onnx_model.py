@@ -31,6 +31,7 @@ from rag.errors import UserError
 EXPORT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 POOLINGS = ("mean", "cls", "max", "lasttoken")
+SMALL_BATCH = 128  # texts encoded on one thread, as a question is (evidence: up to 120)
 
 
 class ExportError(UserError):
@@ -206,7 +207,7 @@ class OnnxEncoder:
         self.tokenizer.no_padding()
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
-        self.session(threads)  # load now: a broken export fails here, not on the first question
+        self.session(1)  # load now: a broken export fails here, not on the first question
 
     def session(self, threads: int):
         """One ONNX Runtime session per thread count (passages: all threads; questions: one)."""
@@ -234,7 +235,10 @@ class OnnxEncoder:
         return f"onnx-{self.config['quantize']}"
 
     def encode_passages(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self.encode(texts, batch_size)
+        """A few dozen texts (a question's evidence sentences) on the one-thread session, like a
+        question: no second session is loaded for them (80 MB); an ingest's batches on all."""
+        threads = 1 if len(texts) <= SMALL_BATCH else self.threads
+        return self.encode(texts, batch_size, threads=threads)
 
     def encode_question(self, text: str) -> np.ndarray:
         """A question on one thread: a few dozen tokens gain nothing from a second one, and on a

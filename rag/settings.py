@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     n_batch: int = Field(512, ge=8, le=8192, description="Prompt tokens per llama.cpp batch.")
     n_gpu_layers: int = Field(0, ge=-1, le=1000, description="Layers on a GPU build (-1: all).")
     context_trim: bool = Field(
-        False,
+        True,
         description="Give the model only the sentences of each passage that carry the evidence "
         "(and their neighbours): a shorter prompt, a sooner first token.",
     )

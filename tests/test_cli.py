@@ -93,7 +93,7 @@ def test_top_level_help_lists_commands_and_the_exit_statuses(main, capsys):
     assert "75 another command" in out and "130 interrupted" in out
     if main is ingest.cli.main:
         listed = re.findall(r"^ {4}(\w+)(?: |$)", raw, re.M)
-        assert listed == ["add", "remove", "list", "collections", "check"]
+        assert listed == ["add", "remove", "list", "collections", "check", "reembed"]
 
 
 def test_readme_documents_every_command_and_the_exit_statuses():
