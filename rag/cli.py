@@ -326,23 +326,29 @@ def run_model(args: argparse.Namespace, app: App) -> int:
 def run_status(args: argparse.Namespace, app: App) -> int:
     settings, engine = app.settings, app.engine
     collections = [engine.stats(name) for name in engine.collections()]
+    backends = {c["collection"]: engine.embed_backend(c["collection"]) for c in collections}
     data = {
         "home": str(settings.home),
         "store": settings.chroma_server or str(settings.chroma_path),
         "embed_model": settings.embed_model,
+        "embed_backend": app.models.embed_backend,
         "llm_model": settings.llm_model,
         "collections": collections,
+        "collection_backends": backends,  # what embedded each collection's vectors
     }
     if args.json:
         print(json.dumps(data))
         return 0
-    for key in ("home", "store", "embed_model", "llm_model"):
-        print(f"{key:12} {data[key]}")
+    for key in ("home", "store", "embed_model", "embed_backend", "llm_model"):
+        print(f"{key:13} {data[key]}")
     if not collections:
         print("no collections yet; add documents with `ingest PATH`")
     for item in collections:
+        backend = backends[item["collection"]]
+        embedded = f", embedded with {backend}" if backend else ""
         print(
-            f"collection '{item['collection']}': {item['files']} documents, {item['chunks']} chunks"
+            f"collection '{item['collection']}': {item['files']} documents, "
+            f"{item['chunks']} chunks{embedded}"
         )
     return 0
 

@@ -233,6 +233,11 @@ class Engine:
         coll = self.store.collection(name, create=False)
         return {"collection": name, "files": files, "chunks": store.count_chunks(coll)}
 
+    def embed_backend(self, collection: str | None = None) -> str | None:
+        """The embedding backend of a collection's vectors; None while it holds none."""
+        coll = self.store.collection(collection or self.settings.collection, create=False)
+        return store.embedding_backend(coll) if coll is not None else None
+
     def document_count(self, collection: str | None = None) -> int:
         name = collection or self.settings.collection
         with reading(self.settings.home, name) as manifest:

@@ -126,3 +126,12 @@ def test_a_damaged_export_is_made_again(tmp_path, monkeypatch, capfd):
     assert "preparing it again" in capfd.readouterr().err
     vector = again.encode_question("How loud is the chime at night?")
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+
+
+def test_status_names_the_backend_in_use_and_each_collections(sample_home):
+    env = dict(os.environ, RAG_HOME=str(sample_home))
+    done = run_cli("rag", "status", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["embed_backend"] == "onnx-int8"
+    assert status["collection_backends"] == {"default": "onnx-int8"}
