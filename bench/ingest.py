@@ -118,28 +118,30 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
     """First ingest in this process, model loaded beforehand; then raw encode on the same chunks."""
     os.environ["RAG_HOME"] = str(home)
     import torch
-    from llama_index.core.schema import MetadataMode
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
     from rag.models import load_sentence_transformer
     from rag.settings import load_settings
 
     settings = load_settings()
     ingestor = build_app(settings).ingestor()
-    backend = ingestor.embedder.backend  # loaded (and prepared) now, outside the timed part
+    embedder = ingestor.embedder  # loaded (and prepared) now, outside the timed part
     model = load_sentence_transformer(settings.embed_model)  # the raw library, torch
     _ = ingestor.chunker
+    texts: list[str] = []  # the chunks exactly as embedded (title and heading included)
+    encode = embedder.get_text_embedding_batch
+
+    def recording(batch: list[str], **options):
+        texts.extend(batch)
+        return encode(batch, **options)
+
+    embedder.get_text_embedding_batch = recording
     started = time.perf_counter()
     report = ingestor.ingest(corpus)
     pipeline_s = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     collection = Store(settings).collection()
-    stored = collection.get(include=["metadatas", "documents"])
-    texts = []
-    for meta, text in zip(stored["metadatas"], stored["documents"], strict=True):
-        node = metadata_dict_to_node(meta, text=text)
-        texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
+    stored = collection.get(include=["metadatas"])
     rng = random.Random(3)
     sample = texts if not raw_sample or len(texts) <= raw_sample else rng.sample(texts, raw_sample)
     started = time.perf_counter()
@@ -155,7 +157,7 @@ def in_process_ingest(corpus: list[Path], home: Path, raw_sample: int) -> dict:
         "raw_encode_chunks_per_s": len(sample) / raw_s,
         "raw_sample": len(sample),
         "threads": torch.get_num_threads(),
-        "backend": backend,
+        "backend": embedder.backend,
         "batch_size": settings.embed_batch_size,
         "peak_rss_mb": peak_mb,
         "pdf_chunks": pages,

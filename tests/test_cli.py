@@ -442,8 +442,13 @@ def test_eval_top_k_defaults_to_the_setting_and_keeps_the_old_spelling(app, llm,
     for option in ([], ["--top-k", "1"], ["-k", "2"], ["--k", "1"]):
         capsys.readouterr()
         assert rag.cli.main(["eval", str(questions), "--json", *option], app=app) == 0
-        assert json.loads(capsys.readouterr().out)["overall"]["questions"] == 1
+        overall = json.loads(capsys.readouterr().out)["overall"]
+        assert overall["questions"] == 1
         prompt = llm.prompts[-1][-1]["content"]
+        assert overall["prompt_tokens_p50"] == sum(
+            len(m["content"].split()) for m in llm.prompts[-1]
+        )
+        assert overall["prefill_p50_s"] >= 0
         passages[" ".join(option)] = len(re.findall(r"^\[\d+\] \(", prompt, re.M))
     assert passages == {"": 3, "--top-k 1": 1, "-k 2": 2, "--k 1": 1}
     two = build_app(load_settings(top_k=2, **NO_REFUSAL), embedder=app.models.embedder, llm=llm)
@@ -452,7 +457,7 @@ def test_eval_top_k_defaults_to_the_setting_and_keeps_the_old_spelling(app, llm,
     two.close()
 
 
-@pytest.mark.parametrize("sub", ["add", "remove", "list", "collections", "check"])
+@pytest.mark.parametrize("sub", ["add", "remove", "list", "collections", "check", "reembed"])
 def test_ingest_subcommands_have_help(sub, capsys):
     with pytest.raises(SystemExit) as info:
         ingest.cli.main([sub, "--help"])

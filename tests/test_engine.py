@@ -126,3 +126,29 @@ def test_a_question_too_long_for_the_context_says_so(settings, fake_embedder, fi
     assert "too long" in str(raised.value) and "\n" not in str(raised.value)
     assert small.prompts == []  # the model was not asked
     assert not engine.ask("How long does the robot take to charge?").refused
+
+
+def test_the_prompt_holds_the_evidence_sentences_and_the_sources_stay_whole(
+    settings, fake_embedder, fake_llm, tmp_path
+):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    filler = " ".join(f"Apples number {n} grow slowly in orchard {n}." for n in range(6))
+    body = f"The zebra code opens gate seven. {filler} The zebra code is ZX-1. {filler}"
+    (docs / "codes.md").write_text(f"# Codes\n\n{body}\n")
+    build_app(settings, embedder=fake_embedder).ingestor().ingest([docs])
+
+    answer = build_app(settings, embedder=fake_embedder, llm=fake_llm).engine.ask(
+        "What is the zebra code?", top_k=1
+    )
+    prompt = fake_llm.prompts[0][1]["content"]
+    assert "The zebra code is ZX-1." in prompt and "…" in prompt
+    assert prompt.count("Apples number") <= 4  # the neighbours of kept sentences only
+    assert answer.sources[0].text.count("Apples number") == 12  # shown whole
+
+    untrimmed = settings.model_copy(update={"context_trim": False})
+    full = FakeLLM()
+    build_app(untrimmed, embedder=fake_embedder, llm=full).engine.ask(
+        "What is the zebra code?", top_k=1
+    )
+    assert full.prompts[0][1]["content"].count("Apples number") == 12
