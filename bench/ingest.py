@@ -230,12 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         "raw_sample_chunks": first["raw_sample"],
     }
     result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
+    return emit(result, args.out, args.json, print_table)
+
+
+def emit(result: dict, out: Path | None, as_json: bool, table) -> int:
+    """A benchmark's result: written to `out` when given, then printed as JSON or as a table."""
+    if out:
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
     else:
-        print_table(result)
+        table(result)
     return 0
 
 

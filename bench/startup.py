@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/startup.py` as well as `python -m bench.startup`
 
-from bench.ingest import children_of, hwm_kb, machine  # noqa: E402
+from bench.ingest import children_of, emit, hwm_kb, machine  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SAMPLES = ROOT / "sample_docs"
@@ -158,13 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(None if args.no_devset else args.devset, max(1, args.runs), work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_table(result)
-    return 0
+    return emit(result, args.out, args.json, print_table)
 
 
 def print_table(result: dict) -> None:

@@ -188,6 +188,11 @@ def run_reembed(args: argparse.Namespace, app: App) -> int:
         report = ingestor.reembed(name, progress, wait=not args.no_wait, on_wait=notice)
     finally:
         close()
+    return reported(args, report)
+
+
+def reported(args: argparse.Namespace, report: IngestReport) -> int:
+    """Print an ingest report (text or --json); its exit status."""
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
@@ -242,11 +247,7 @@ def run_add(args: argparse.Namespace, app: App) -> int:
         )
     finally:
         close()
-    if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
-    else:
-        print_report(report)
-    return ExitStatus.PARTIAL if report.failed else ExitStatus.OK
+    return reported(args, report)
 
 
 def on_ray(ingestor: Ingestor, address: str | None, actors: int | None) -> Ingestor:
