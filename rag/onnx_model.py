@@ -21,6 +21,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,6 @@ from rag.errors import UserError
 EXPORT_VERSION = 2
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 POOLINGS = ("mean", "cls", "max", "lasttoken")
-# Padded tokens per batch at most (see encode). Encoding the development set's 4,641 chunks on 2
-# threads: batches of 32 texts peak at 651 MB and 127 chunks/s; 4,096 tokens 417 MB, 132/s;
-# 1,024 tokens 220 MB, 144/s (ONNX Runtime's memory patterns off: 270 MB with them, no faster).
-BATCH_TOKENS = 1024
-SMALL_BATCH = 128  # texts encoded on one thread, as a question is (evidence: up to 120)
 
 
 class ExportError(UserError):
@@ -199,10 +195,19 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 
 class OnnxEncoder:
-    """Encodes texts with an exported model: sorts them by length, pads each batch to its longest,
-    pools and normalises as the sentence-transformers model does."""
+    """Encodes texts with an exported model, one text per run, pooled and normalised as the
+    sentence-transformers model does.
+
+    Dynamic int8 quantization scales each run's activations by their range over the whole input,
+    so a text encoded in a batch would get a vector that depends on its neighbours (and on their
+    padding): cosine 0.992 between the same chunk embedded in two batchings. Alone, a text always
+    gets the same vector, wherever and with whatever it is embedded. Runs are spread over
+    `threads` worker threads sharing one single-threaded session, which is also faster than
+    batches here (the development set's chunks on 2 cores: 161 texts/s, against 141 one at a time
+    on a 2-thread session and 132 in batches of 32) and holds one copy of the model."""
 
     def __init__(self, folder: Path, threads: int) -> None:
+        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = folder
@@ -211,27 +216,16 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.config["max_tokens"])
         self.tokenizer.no_padding()
-        self._sessions: dict[int, object] = {}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_mem_pattern = False  # kept per input shape; ours vary
+        self.session = ort.InferenceSession(  # a broken export fails here, not on a question
+            str(folder / self.config["model_file"]), options, providers=["CPUExecutionProvider"]
+        )
+        self._workers: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.session(1)  # load now: a broken export fails here, not on the first question
-
-    def session(self, threads: int):
-        """One ONNX Runtime session per thread count (passages: all threads; questions: one)."""
-        with self._lock:
-            if threads not in self._sessions:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.enable_mem_pattern = False  # kept per input shape; ours vary
-                self._sessions[threads] = ort.InferenceSession(
-                    str(self.folder / self.config["model_file"]),
-                    options,
-                    providers=["CPUExecutionProvider"],
-                )
-            return self._sessions[threads]
 
     @property
     def dimensions(self) -> int:
@@ -242,48 +236,43 @@ class OnnxEncoder:
         return f"onnx-{self.config['quantize']}"
 
     def encode_passages(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """A few dozen texts (a question's evidence sentences) on the one-thread session, like a
-        question: no second session is loaded for them (80 MB); an ingest's batches on all."""
-        threads = 1 if len(texts) <= SMALL_BATCH else self.threads
-        return self.encode(texts, batch_size, threads=threads)
+        """Passages; `batch_size` is not used: every text is encoded alone (see the class)."""
+        return self.encode(texts)
 
     def encode_question(self, text: str) -> np.ndarray:
-        """A question on one thread: a few dozen tokens gain nothing from a second one, and on a
-        busy machine the threads wait for each other."""
-        return self.encode([text], 1, threads=1)[0]
+        return self.encode([text])[0]
 
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 32, threads: int | None = None
-    ) -> np.ndarray:
-        """Vectors of `texts`, longest first, in batches of at most `batch_size` texts and
-        BATCH_TOKENS padded tokens: 32 texts of 256 tokens hold 100 MB attention tensors at once,
-        and ONNX Runtime keeps its largest working set for the session's life."""
-        session = self.session(threads or self.threads)
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of `texts`, the longest first so that the workers finish together."""
         encodings = self.tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         vectors = np.zeros((len(encodings), self.dimensions), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            longest = max(len(encodings[order[start]].ids), 1)
-            size = max(1, min(batch_size, BATCH_TOKENS // longest))
-            batch = order[start : start + size]
-            vectors[batch] = self._run(session, [encodings[i] for i in batch])
-            start += size
+        if len(encodings) == 1 or self.threads == 1:
+            for i, encoding in enumerate(encodings):
+                vectors[i] = self._run(encoding)
+            return vectors
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        done = self.workers().map(lambda i: (i, self._run(encodings[i])), order)
+        for i, vector in done:
+            vectors[i] = vector
         return vectors
 
-    def _run(self, session, encodings: list) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self.config["pad_id"], dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            n = len(encoding.ids)
-            ids[row, :n] = encoding.ids
-            mask[row, :n] = 1
-            types[row, :n] = encoding.type_ids
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        states = session.run(None, {name: feed[name] for name in self.config["inputs"]})[0]
-        return pool(states, mask, self.config["pooling"], self.config["normalize"])
+    def workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-encode")
+            return self._workers
+
+    def _run(self, encoding) -> np.ndarray:
+        ids = np.array([encoding.ids], dtype=np.int64)
+        feed = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
+        }
+        states = self.session.run(None, {name: feed[name] for name in self.config["inputs"]})[0]
+        return pool(
+            states, feed["attention_mask"], self.config["pooling"], self.config["normalize"]
+        )[0]
 
 
 def pool(states: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:

@@ -168,6 +168,24 @@ def start_server(
     return process
 
 
+def wait_until_stored(home: Path, collection: str = "default", timeout: float = 300) -> int:
+    """Until a writer has committed a first file to the collection's manifest (read every 20 ms,
+    without starting a process); how many files it holds then."""
+    from rag.manifest import reading
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with reading(home, collection) as manifest:
+                stored = manifest.document_count() if manifest is not None else 0
+        except Exception:  # the manifest being created
+            stored = 0
+        if stored:
+            return stored
+        time.sleep(0.02)
+    raise AssertionError(f"no file was stored in {collection} within {timeout} s")
+
+
 def network_namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False

@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.conftest import free_port, run_cli, start_server
+from tests.integration.conftest import free_port, run_cli, start_server, wait_until_stored
 from tests.integration.server_pass import fresh_store
 
 SAMPLES = ROOT / "sample_docs"
@@ -41,14 +40,16 @@ def stored(env: dict) -> dict[str, int]:
     "test_crash_safety.py kills `ingest` mid-write: the same journal and store calls"
 )
 def test_sigkill_mid_upload_then_restart_loses_and_duplicates_nothing(tmp_path):
-    env = dict(os.environ, RAG_HOME=str(tmp_path / "home"))
+    # small write steps: the files are committed one after another, so the kill can fall between
+    env = dict(os.environ, RAG_HOME=str(tmp_path / "home"), RAG_INGEST_BATCH_CHUNKS="4")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start(env, port)
     outcome: list[object] = []
     sender = threading.Thread(target=lambda: outcome.append(_try(lambda: upload(url))))
     sender.start()
-    time.sleep(6)  # the files are saved and being embedded
+    stored_now = wait_until_stored(tmp_path / "home")  # saved, and being embedded
+    assert stored_now < SAMPLE_FILES, "the upload was stored before it could be cut off"
     server.send_signal(signal.SIGKILL)
     server.wait(timeout=30)
     sender.join(timeout=60)
@@ -75,6 +76,9 @@ def test_sigkill_mid_upload_then_restart_loses_and_duplicates_nothing(tmp_path):
         server.terminate()
         server.wait(timeout=30)
     assert stored(env) == stored(clean)
+
+
+SAMPLE_FILES = len([p for p in SAMPLES.iterdir() if p.is_file()])
 
 
 def _try(call):

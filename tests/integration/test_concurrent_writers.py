@@ -9,11 +9,12 @@ import os
 import random
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import BIN
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import run_cli, wait_until_stored
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +24,9 @@ WORDS = (
 ).split()
 
 
-def make_library(tmp_path, seed=0, home="home", **settings):
-    """Twenty reports in folders a/ and b/, and the environment of a RAG_HOME beside them."""
+def make_library(tmp_path, seed=0, home="home", scale=1, **settings):
+    """Twenty reports in folders a/ and b/ (14 paragraphs each, times `scale`), and the
+    environment of a RAG_HOME beside them."""
     folder = tmp_path / "library"
     rng = random.Random(seed)
     for part in ("a", "b"):
@@ -33,7 +35,7 @@ def make_library(tmp_path, seed=0, home="home", **settings):
             paragraphs = [
                 f"Paragraph {k} of report {part}{n}: code {part}{n}q{k}z. "
                 + " ".join(rng.choice(WORDS) for _ in range(45))
-                for k in range(14)
+                for k in range(14 * scale)
             ]
             (folder / part / f"report{n:02d}.txt").write_text("\n\n".join(paragraphs))
     return folder, dict(os.environ, RAG_HOME=str(tmp_path / home), **settings)
@@ -75,11 +77,14 @@ def stored(env):
 
 
 def test_removes_and_questions_during_ingests_lose_nothing(tmp_path):
-    library, env = make_library(tmp_path, RAG_CHUNK_SIZE="96")
+    # long enough to be caught writing, in small steps
+    library, env = make_library(
+        tmp_path, scale=3, RAG_CHUNK_SIZE="96", RAG_INGEST_BATCH_CHUNKS="16"
+    )
 
     # 1. a remove of a path never stored, over and over, while the first ingest writes
     ingest = start("ingest", str(library), "--json", env=env)
-    time.sleep(6)  # past start-up: the collection exists and batches are being written
+    assert wait_until_stored(Path(env["RAG_HOME"])) < 20  # batches are being written
     removes = while_running(ingest, ["ingest", "remove", "/some/path/not/stored"], env)
     out, err = ingest.communicate(timeout=600)
     assert ingest.returncode == 0, err

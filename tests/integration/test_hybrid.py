@@ -19,6 +19,10 @@ TOPICS = [
     "An authentication error means the token expired; sign in again to get a new one.",
     "Quota errors appear when a team exceeds its storage allowance for the month.",
     "Checksum errors mean a file was damaged in transit; the upload is repeated.",
+    "Disk errors on the backup volume mean a drive is failing; replace it before the next run.",
+    "A parsing error means the input file is malformed; the message names the line to fix.",
+    "Rate-limit errors mean too many requests arrived at once; the client waits and retries.",
+    "Certificate errors mean the server's certificate expired; renew it to restore access.",
 ]
 TARGET = (
     "Office plants are watered on Mondays by the facilities team. Code QX-7731 is printed on the "

@@ -28,6 +28,9 @@ def old_home(tmp_path, monkeypatch):
         archive.extractall(tmp_path, filter="data")
     home = tmp_path / "home"
     monkeypatch.setenv("RAG_HOME", str(home))
+    monkeypatch.setenv(
+        "RAG_EMBED_BACKEND", "torch"
+    )  # it was embedded with torch, the only backend then
     return home
 
 
@@ -86,3 +89,17 @@ def test_the_next_ingest_upgrades_it_and_keeps_what_is_stored(old_home, tmp_path
     assert version(old_home) == SCHEMA_VERSION
     assert "_node_content" not in chunk_keys(load_settings())
     assert app.engine.stats()["files"] == 4  # the three old documents are still there
+
+
+def test_an_old_store_asked_with_the_default_backend_says_how_to_move_it(old_home, monkeypatch):
+    """Embedded by torch before backends were recorded: with the default (ONNX) backend a
+    question is refused in one line naming `ingest reembed`, not answered from mixed vectors."""
+    from rag.store import BackendMismatchError
+
+    monkeypatch.setenv("RAG_EMBED_BACKEND", "onnx")
+    app = build_app(load_settings())
+    with pytest.raises(
+        BackendMismatchError, match="embedded with torch.*ingest reembed -c default"
+    ):
+        app.engine.retrieve("What does the markdown section two say?")
+    app.close()
