@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag import store
+
 CHOICE = os.environ.get("RAG_TEST_CHROMA") or "embedded"  # checked in conftest.py
 SERVER_PASS = CHOICE == "server"
 
@@ -153,7 +155,10 @@ class ChromaServer:
             if collection.name not in wanted:
                 client.delete_collection(name=collection.name)
         for snapshot in wanted.values():
-            raw = client.get_or_create_collection(name=snapshot.name, metadata=snapshot.metadata)
+            # the distance is set at creation only: a collection whose metadata was modified
+            # (its embedding backend recorded) no longer lists it
+            metadata = store.COLLECTION_METADATA | (snapshot.metadata or {})
+            raw = client.get_or_create_collection(name=snapshot.name, metadata=metadata)
             extra = set(raw.get(include=[])["ids"]) - set(snapshot.ids)
             if extra:
                 raw.delete(ids=sorted(extra))
