@@ -186,12 +186,13 @@ class Ingestor:
             collection, manifest = self.open(name)
             try:
                 paths = [record.path for record in manifest.records()]
-                present = [Path(p) for p in paths if os.path.isfile(p)]
+                on_disk = {p: os.path.isfile(p) for p in paths}
+                present = [Path(p) for p in paths if on_disk[p]]
                 if backend is not None:
                     store.record_backend(collection, store.REEMBEDDING + backend)
                 self._backend_checked.discard(name)
                 report.removed = remove_records(
-                    manifest, collection, [p for p in paths if not os.path.isfile(p)]
+                    manifest, collection, [p for p in paths if not on_disk[p]]
                 )
                 damaged = damaged_contents(manifest, collection)
                 run = Run(manifest, collection, report, progress, damaged, True, None)
@@ -429,7 +430,7 @@ class Ingestor:
         backend = self.models.embed_backend
         if backend is None or collection.name in self._backend_checked:
             return
-        recorded = str((collection.metadata or {}).get(store.BACKEND_KEY) or "")
+        recorded = store.recorded_backend(collection)
         if recorded != backend and not recorded.startswith(store.REEMBEDDING):
             store.record_backend(collection, backend)  # empty until now: check_backend passed
         self._backend_checked.add(collection.name)

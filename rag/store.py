@@ -254,13 +254,18 @@ class BackendMismatchError(UserError):
     """A collection's chunks were embedded by another backend than the one configured."""
 
 
+def recorded_backend(collection) -> str:
+    """The backend written in a collection's metadata ("" when none was recorded)."""
+    return str((collection.metadata or {}).get(BACKEND_KEY) or "")
+
+
 def embedding_backend(collection) -> str | None:
     """The backend that embedded a collection's chunks ("onnx-int8", "torch"): recorded when the
     collection is first written; "torch" for one written before backends were recorded (torch was
     the only one); None while it is empty (any backend may fill it)."""
     if not count_chunks(collection):
         return None
-    return str((collection.metadata or {}).get(BACKEND_KEY) or "torch")
+    return recorded_backend(collection) or "torch"
 
 
 def record_backend(collection, backend: str) -> None:
@@ -272,7 +277,7 @@ def record_backend(collection, backend: str) -> None:
 def check_backend(collection, name: str, backend: str | None) -> None:
     """Refuse, in one line, to mix vectors of two backends: on the development set, questions
     embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10."""
-    recorded = str((collection.metadata or {}).get(BACKEND_KEY) or "")
+    recorded = recorded_backend(collection)
     if backend is None or recorded == backend:
         return  # a test's fake embedder, or the recorded backend: no store call
     if recorded.startswith(REEMBEDDING):
