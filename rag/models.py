@@ -93,7 +93,9 @@ class Models:
 
 
 def backend_name(settings: Settings) -> str:
-    return "onnx-int8" if settings.embed_backend == "onnx" else "torch"
+    from rag.onnx_model import QUANTIZE
+
+    return f"onnx-{QUANTIZE}" if settings.embed_backend == "onnx" else "torch"
 
 
 def load_embedder(settings: Settings):
@@ -141,7 +143,7 @@ def load_onnx_encoder(settings: Settings):
     folder = model_folder(settings.embed_model)
     tell = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for attempt in (1, 2):
-        exported = onnx_model.ensure_export(settings.models_path, folder, "int8", tell)
+        exported = onnx_model.ensure_export(settings.models_path, folder, onnx_model.QUANTIZE, tell)
         try:
             return onnx_model.OnnxEncoder(exported, settings.threads)
         except UserError:

@@ -30,6 +30,7 @@ from rag.errors import UserError
 
 # Bump when the exported files change meaning: every cached export is then made again.
 EXPORT_VERSION = 2
+QUANTIZE = "int8"  # what the product exports: the backend is named "onnx-" + this
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 POOLINGS = ("mean", "cls", "max", "lasttoken")
 
