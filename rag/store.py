@@ -53,6 +53,15 @@ class Collection:
     def __getattr__(self, name: str):
         return getattr(self.raw, name)
 
+    def current_metadata(self) -> dict:
+        """The collection's metadata as stored now: the handle keeps the copy read when it was
+        opened, and another process (an upload, `ingest reembed`) may have changed it since."""
+        try:
+            raw = self.store.client().get_collection(name=self.raw.name)
+        except Exception as exc:
+            raise store_failure(self.location, self.embedded, exc) from exc
+        return dict(raw.metadata or {})
+
     def reopen(self) -> None:
         """Read the collection afresh from disk (see STALE_READ)."""
         if not self.embedded:
@@ -254,39 +263,52 @@ class BackendMismatchError(UserError):
     """A collection's chunks were embedded by another backend than the one configured."""
 
 
-def recorded_backend(collection) -> str:
-    """The backend written in a collection's metadata ("" when none was recorded)."""
-    return str((collection.metadata or {}).get(BACKEND_KEY) or "")
+def stored_metadata(collection) -> dict:
+    """A collection's metadata as stored now (a test's plain collection: as it holds it)."""
+    current = getattr(collection, "current_metadata", None)
+    return current() if current is not None else dict(collection.metadata or {})
 
 
-def embedding_backend(collection) -> str | None:
+def recorded_backend(collection, metadata: dict | None = None) -> str:
+    """The backend written in a collection's metadata as stored now ("" when none was
+    recorded)."""
+    metadata = stored_metadata(collection) if metadata is None else metadata
+    return str(metadata.get(BACKEND_KEY) or "")
+
+
+def embedding_backend(collection, recorded: str | None = None) -> str | None:
     """The backend that embedded a collection's chunks ("onnx-int8", "torch"): recorded when the
     collection is first written; "torch" for one written before backends were recorded (torch was
     the only one); None while it is empty (any backend may fill it)."""
     if not count_chunks(collection):
         return None
-    return recorded_backend(collection) or "torch"
+    return (recorded_backend(collection) if recorded is None else recorded) or "torch"
 
 
 def record_backend(collection, backend: str) -> None:
     """Write the backend into the collection's metadata (the distance, set at creation, stays)."""
-    kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    metadata = stored_metadata(collection)
+    kept = {k: v for k, v in metadata.items() if not k.startswith("hnsw:")}
     collection.modify(metadata=kept | {BACKEND_KEY: backend})
 
 
 def check_backend(collection, name: str, backend: str | None) -> None:
     """Refuse, in one line, to mix vectors of two backends: on the development set, questions
-    embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10."""
+    embedded with int8 ONNX against passages embedded with torch lose 0.015 of MRR@10. The
+    record is read from the store each time: another process may have written it since this
+    one opened the collection."""
+    if backend is None:
+        return  # a test's fake embedder
     recorded = recorded_backend(collection)
-    if backend is None or recorded == backend:
-        return  # a test's fake embedder, or the recorded backend: no store call
+    if recorded == backend:
+        return
     if recorded.startswith(REEMBEDDING):
         raise BackendMismatchError(
             f"collection '{name}' is being embedded again with "
             f"{recorded.removeprefix(REEMBEDDING)}; wait for `ingest reembed -c {name}` to finish, "
             "or run it again if it was stopped"
         )
-    stored = embedding_backend(collection)
+    stored = embedding_backend(collection, recorded)
     if stored is not None and stored != backend:
         setting = "onnx" if stored.startswith("onnx") else stored
         raise BackendMismatchError(

@@ -108,3 +108,20 @@ def test_reembed_moves_a_collection_to_the_configured_backend(settings, backends
         stopped.ingestor().ingest([docs])
     stopped.ingestor().reembed()
     assert build_app(settings, embedder=onnx, llm=fake_llm).engine.ask("What is the zebra code?")
+
+
+def test_the_record_is_read_afresh_by_a_process_that_opened_the_collection_earlier(
+    settings, backends, fake_llm, docs
+):
+    onnx, torch = backends
+    reader = build_app(settings, embedder=onnx, llm=fake_llm)
+    opened = reader.store.collection("default")  # empty and unrecorded when opened
+    assert not opened.metadata.get(BACKEND_KEY)
+
+    build_app(settings, embedder=onnx, llm=fake_llm).ingestor().ingest([docs])
+    assert reader.engine.ask("What is the zebra code?").sources  # not taken for torch
+
+    # moved to torch by another writer meanwhile: this reader's older copy says onnx-int8
+    build_app(settings, embedder=torch, llm=fake_llm).ingestor().reembed()
+    with pytest.raises(BackendMismatchError, match="embedded with torch"):
+        reader.engine.ask("What is the zebra code?")
