@@ -75,6 +75,7 @@ class Answer:
     attributed: bool = False  # the citations were added by matching, not written by the model
     refusal_reason: str | None = None  # one line: why the documents were judged not to answer
     prompt_tokens: int = 0  # what the model read before answering (not in the JSON shape)
+    completion_tokens: int = 0  # what the model wrote (not in the JSON shape)
 
     def to_json(self) -> dict:
         return {

@@ -193,10 +193,19 @@ class AnswerStream:
             cited=answers.cited_numbers(text, len(prepared.used)),
             chunks_used=len(prepared.used),
             refusal_reason=reason,
-            prompt_tokens=sum(
-                self._models.llm.count_tokens(m["content"]) for m in prepared.messages
-            ),
+            **self._token_counts(text),
         )
+
+    def _token_counts(self, text: str) -> dict[str, int]:
+        """What the model read and wrote, by its tokenizer (the chat template's few marker
+        tokens aside); nothing when the question was refused before the model was called."""
+        if not self.prepared.used:
+            return {"prompt_tokens": 0, "completion_tokens": 0}
+        count = self._models.llm.count_tokens
+        return {
+            "prompt_tokens": sum(count(m["content"]) for m in self.prepared.messages),
+            "completion_tokens": count(text) if text else 0,
+        }
 
 
 class Engine:

@@ -169,15 +169,34 @@ def chat_completion(completion_id: str, created: int, model: str, answer: Answer
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": usage(answer),
         "rag": rag_fields(answer),
     }
 
 
+def usage(answer: Answer) -> dict[str, int]:
+    """OpenAI's token counts: what the model read (the question, the passages, the
+    instructions) and wrote; zero when the question was refused before the model ran."""
+    prompt, completion = answer.prompt_tokens, answer.completion_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
 def chat_chunks(
-    completion_id: str, created: int, model: str, limited: Deadline, metrics: Metrics
+    completion_id: str,
+    created: int,
+    model: str,
+    limited: Deadline,
+    metrics: Metrics,
+    include_usage: bool = False,
 ) -> Iterator[dict]:
-    """OpenAI's chunk format; the last chunk carries the sources under `rag`."""
+    """OpenAI's chunk format; the last chunk carries the sources under `rag`. With
+    `include_usage` (OpenAI's `stream_options`), every chunk has `"usage": null` and one more
+    chunk, with no choices, gives the token counts."""
+    none: dict = {"usage": None} if include_usage else {}
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
         return {
@@ -186,6 +205,7 @@ def chat_chunks(
             "created": created,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **none,
         }
 
     yield chunk({"role": "assistant", "content": ""})
@@ -194,3 +214,5 @@ def chat_chunks(
     observe_first_token(metrics, limited.answer)
     finish = "length" if limited.expired else "stop"
     yield {**chunk({}, finish), "rag": rag_fields(limited.answer)}
+    if include_usage:
+        yield {**chunk({}), "choices": [], "usage": usage(limited.answer)}

@@ -98,10 +98,15 @@ class ChatMessage(BaseModel):
     content: str | None = ""
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     temperature: float | None = None
 
@@ -334,7 +339,8 @@ def create_api(app: App, keys: KeyStore, max_queue: int = 8, timeout_s: float = 
             created = int(time.time())
             limited = Deadline(stream, timeout_s)
             if body.stream:
-                chunks = chat_chunks(completion_id, created, name, limited, metrics)
+                counted = body.stream_options is not None and body.stream_options.include_usage
+                chunks = chat_chunks(completion_id, created, name, limited, metrics, counted)
                 return sse(chunks, release, done=True)
             limited.finish()
         finally:

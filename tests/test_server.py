@@ -163,22 +163,56 @@ def test_openai_route_plain_and_streaming_keeps_the_sources(served, fake_llm):
             {"role": "user", "content": "And is it paid?"},
         ],
     }
+    fake_llm.enqueue("Paid leave, 25 days [1].")
     plain = client.post("/v1/chat/completions", json=body).json()
     assert plain["object"] == "chat.completion"
     assert plain["choices"][0]["message"]["role"] == "assistant"
     assert plain["rag"]["sources"][0]["file"].endswith("staff.md")
+    # the fake model counts words: what it was given and the five it wrote
+    read = sum(len(m["content"].split()) for m in fake_llm.prompts[-1])
+    assert plain["usage"] == {
+        "prompt_tokens": read,
+        "completion_tokens": 5,
+        "total_tokens": read + 5,
+    }
     fake_llm.enqueue("Yes, paid [1].")
     with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert not any("usage" in c for c in chunks)  # only when asked for (stream_options)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text.strip() == "Yes, paid [1]."
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["rag"]["sources"] and chunks[-1]["rag"]["cited"] == [1]
     # the earlier user turn travelled as history: the prompt names it
     assert "How many days of leave?" in json.dumps(fake_llm.prompts[-1])
+
+    fake_llm.enqueue("Yes, paid [1].")
+    counted = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/chat/completions", json=counted) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert chunks[-2]["rag"]["cited"] == [1]
+
+
+def test_openai_usage_is_zero_when_the_model_was_not_called(
+    settings, fake_embedder, fake_llm, tmp_path
+):
+    strict = build_app(
+        settings.model_copy(update={"refuse_below": 0.99}), embedder=fake_embedder, llm=fake_llm
+    )
+    (tmp_path / "staff").mkdir()
+    (tmp_path / "staff" / "staff.md").write_text(LEAVE)
+    strict.ingestor().ingest([tmp_path / "staff"], "staff")
+    client = TestClient(create_api(strict, KeyStore(strict.settings.home)))
+    body = {"model": "staff", "messages": [{"role": "user", "content": "capital of France?"}]}
+    refused = client.post("/v1/chat/completions", json=body).json()
+    assert refused["rag"]["refused"] and not fake_llm.prompts  # the gate refused: no model call
+    assert refused["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 def test_errors_are_json_one_line_never_a_trace(served, fake_llm):
