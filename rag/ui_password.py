@@ -10,7 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rag.errors import UserError
@@ -25,6 +29,15 @@ SET_HINT = "set one with `rag ui --password-file FILE`"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 SALT_BYTES = 16
 HASH_BYTES = 32
+
+
+# Wrong passwords: from the FREE_TRIES-th failure on (counted over FORGET_S), an address waits
+# FIRST_WAIT_S before its next try, doubling with each further failure up to MAX_WAIT_S. A person
+# who mistypes is not slowed; guessing a password of 8 random letters takes years.
+FREE_TRIES = 5
+FIRST_WAIT_S = 30.0
+MAX_WAIT_S = 900.0
+FORGET_S = 3600.0
 
 
 class UiPasswordError(UserError):
@@ -109,3 +122,47 @@ def _scrypt(password: str, salt: bytes, cost: dict, length: int = HASH_BYTES) ->
         p=cost["p"],
         dklen=length,
     )
+
+
+class SignInThrottle:
+    """Counts wrong passwords per address, shared by every session of the page's process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # address: (count, time of the last)
+
+    def wait_s(self, address: str) -> int:
+        """Whole seconds `address` must wait before its next try (0: it may try now)."""
+        with self._lock:
+            count, last = self._current(address)
+        if count < FREE_TRIES:
+            return 0
+        wait = min(FIRST_WAIT_S * 2 ** (count - FREE_TRIES), MAX_WAIT_S)
+        return max(0, math.ceil(last + wait - self._clock()))
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            count, _ = self._current(address)
+            self._failures[address] = (count + 1, self._clock())
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+    def _current(self, address: str) -> tuple[int, float]:
+        count, last = self._failures.get(address, (0, 0.0))
+        if count and self._clock() - last > FORGET_S:
+            self._failures.pop(address, None)
+            return 0, 0.0
+        return count, last
+
+
+_THROTTLES: dict[str, SignInThrottle] = {}
+_THROTTLES_LOCK = threading.Lock()
+
+
+def throttle_for(path: Path) -> SignInThrottle:
+    """The process-wide throttle of the password stored at `path`."""
+    with _THROTTLES_LOCK:
+        return _THROTTLES.setdefault(str(Path(path).resolve()), SignInThrottle())

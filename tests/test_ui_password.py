@@ -1,5 +1,5 @@
 """The page's password: only a salted hash is stored, `rag ui` refuses to listen off loopback
-without one, and the page asks for it before drawing anything else."""
+without one, and the page asks for it before drawing anything else, slowing down guessers."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ import rag.cli
 from rag.app import build_app
 from rag.settings import load_settings
 from rag.ui_password import (
+    FIRST_WAIT_S,
+    FORGET_S,
+    FREE_TRIES,
+    MAX_WAIT_S,
     PASSWORD_FILE_ENV,
     REQUIRE_PASSWORD_ENV,
+    SignInThrottle,
     UiPasswordError,
     has_password,
     password_path,
@@ -128,6 +133,32 @@ def test_on_loopback_no_password_is_needed_or_asked(ui_app, launches, monkeypatc
     assert [REQUIRE_PASSWORD_ENV in env for _, env in launches] == [False, False]
 
 
+def test_wrong_passwords_from_one_address_make_it_wait_longer_and_longer():
+    now = [1000.0]
+    throttle = SignInThrottle(clock=lambda: now[0])
+    for _ in range(FREE_TRIES - 1):
+        throttle.failed("10.0.0.7")
+        assert throttle.wait_s("10.0.0.7") == 0  # a person mistyping is not slowed
+    throttle.failed("10.0.0.7")
+    assert throttle.wait_s("10.0.0.7") == FIRST_WAIT_S and throttle.wait_s("10.0.0.8") == 0
+    now[0] += FIRST_WAIT_S
+    assert throttle.wait_s("10.0.0.7") == 0
+    throttle.failed("10.0.0.7")
+    assert throttle.wait_s("10.0.0.7") == 2 * FIRST_WAIT_S  # doubled
+    for _ in range(20):
+        throttle.failed("10.0.0.7")
+    assert throttle.wait_s("10.0.0.7") == MAX_WAIT_S  # capped
+    now[0] += FORGET_S + 1
+    assert throttle.wait_s("10.0.0.7") == 0
+    throttle.failed("10.0.0.7")
+    assert throttle.wait_s("10.0.0.7") == 0  # an hour later the count starts again
+
+    for _ in range(FREE_TRIES):
+        throttle.failed("10.0.0.9")
+    throttle.succeeded("10.0.0.9")
+    assert throttle.wait_s("10.0.0.9") == 0
+
+
 # --- the page ------------------------------------------------------------------------------------
 
 
@@ -181,6 +212,18 @@ def test_the_page_asks_for_the_password_first_and_shows_nothing_else(locked_page
     assert "Password" not in [t.label for t in page.text_input]
     page.run()  # the session stays signed in
     assert ask_page_drawn(page)
+
+
+def test_the_page_stops_checking_passwords_after_repeated_wrong_ones(locked_page):
+    page = locked_page
+    for _ in range(FREE_TRIES):
+        sign_in(page, "guess")
+        assert [e.value for e in page.error] == ["Wrong password."]
+    sign_in(page, SECRET)  # even the right one waits now: a guesser learns nothing
+    assert [e.value for e in page.error] == [
+        f"Too many wrong passwords; try again in {FIRST_WAIT_S:.0f} s."
+    ]
+    assert not ask_page_drawn(page)
 
 
 def test_the_page_refuses_everyone_when_no_password_is_stored(locked_page, rag_home):

@@ -13,6 +13,7 @@ from rag.ui_password import (
     PASSWORD_FILE_ENV,
     REQUIRE_PASSWORD_ENV,
     password_path,
+    throttle_for,
     verify_password,
 )
 from ui.safe_markdown import escape_text
@@ -32,14 +33,23 @@ def signed_in(app: App) -> bool:
         submitted = st.form_submit_button("Sign in")
     if not submitted:
         return False
+    throttle = throttle_for(stored)
+    address = st.context.ip_address  # None for a browser on this machine
+    address = address if isinstance(address, str) and address else "local"
+    wait = throttle.wait_s(address)
+    if wait:
+        st.error(f"Too many wrong passwords; try again in {wait} s.")
+        return False
     try:
         accepted = verify_password(stored, attempt)
     except UserError as exc:
         st.error(escape_text(str(exc)))
         return False
     if not accepted:
+        throttle.failed(address)
         st.error("Wrong password.")
         return False
+    throttle.succeeded(address)
     st.session_state[SIGNED_IN] = True
     st.rerun()
     return True  # pragma: no cover - st.rerun does not return
