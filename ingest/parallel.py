@@ -5,14 +5,20 @@ holds torch; and unlike multiprocessing's spawn it does not re-run the caller's 
 so no `if __name__ == "__main__"` guard is needed anywhere). The main process watches each worker's memory and time; one that goes over
 RAG_PARSE_MEMORY_MB or RAG_PARSE_TIMEOUT_S on a file is killed and replaced, that file is
 reported as failed, and the run goes on. Workers start only when there is a file to parse.
+
+A long-lived process (the page, the API) adds one uploaded file at a time: the workers a run
+leaves idle are kept as spares for RAG_PARSE_KEEP_S, so the next run skips starting an
+interpreter (about a second, plus the parser's first imports).
 """
 
 from __future__ import annotations
 
+import atexit
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -80,6 +86,9 @@ def serve(fd: int) -> None:
     try:
         conn.send(READY)
         while (task := conn.recv()) is not None:
+            if task == READY:  # a kept worker asked whether it still answers
+                conn.send(READY)
+                continue
             path, content_key, sha256 = task
             try:
                 result = parse(path, chunker, content_key, sha256, options)
@@ -120,6 +129,108 @@ def exit_reason(code: int | None) -> str:
     return f"exit code {code}"
 
 
+PING_SECONDS = 2.0  # longest a kept worker may take to answer before it is replaced
+SPARES_AT_MOST = 2  # idle parser processes kept, all settings together (about 300 MB each)
+
+
+class Spares:
+    """Ready, idle parser processes kept between runs, each for the run settings it was started
+    with; stopped after `keep_s` idle, the oldest first beyond SPARES_AT_MOST."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._idle: list[tuple[tuple, Worker, float]] = []  # (key, worker, expiry), oldest first
+        self._ending: list[tuple[Worker, float]] = []  # asked to exit: (worker, kill after)
+        self._reaper: threading.Thread | None = None
+
+    def take(self, key: tuple) -> Worker | None:
+        """A kept worker for `key` that still answers, or None."""
+        while True:
+            with self._lock:
+                entry = next((e for e in self._idle if e[0] == key), None)
+                if entry is None:
+                    return None
+                self._idle.remove(entry)
+            if self._answers(entry[1]):  # asked outside the lock: it may take a moment
+                return entry[1]
+            with self._lock:
+                self._end(entry[1])
+
+    def give(self, key: tuple, worker: Worker, keep_s: float) -> bool:
+        """Keep an idle, ready worker for `keep_s`; False when none are kept (keep_s is 0)."""
+        if keep_s <= 0 or worker.process.poll() is not None:
+            return False
+        with self._lock:
+            self._idle.append((key, worker, time.monotonic() + keep_s))
+            while len(self._idle) > SPARES_AT_MOST:
+                self._end(self._idle.pop(0)[1])
+            if self._reaper is None:
+                self._reaper = threading.Thread(
+                    target=self._reap, name="parser-spares", daemon=True
+                )
+                self._reaper.start()
+            self._wake.notify()
+        return True
+
+    def stop_all(self) -> None:
+        """Ask every kept worker to exit, without waiting (at interpreter exit)."""
+        with self._lock:
+            for _, worker, _ in self._idle:
+                self._end(worker)
+            self._idle = []
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def _reap(self) -> None:
+        """Ask expired workers to exit, and wait for (or kill) those asked."""
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for entry in [e for e in self._idle if e[2] <= now]:
+                    self._idle.remove(entry)
+                    self._end(entry[1])
+                for worker, deadline in list(self._ending):
+                    if worker.process.poll() is None and now > deadline:
+                        worker.process.kill()
+                    if worker.process.poll() is not None:
+                        self._ending.remove((worker, deadline))
+                soonest = min((e[2] for e in self._idle), default=now + 3600)
+                if self._ending:
+                    soonest = min(soonest, now + 0.1)
+                self._wake.wait(timeout=max(0.05, soonest - now))
+
+    def _end(self, worker: Worker) -> None:
+        """Ask a worker to exit (the reaper collects it, or kills it after 2 s)."""
+        try:
+            worker.conn.send(None)
+        except OSError:
+            pass
+        worker.conn.close()
+        self._ending.append((worker, time.monotonic() + 2.0))
+        self._wake.notify()
+
+    @staticmethod
+    def _answers(worker: Worker) -> bool:
+        """The worker is alive and answers at once (one that died while kept would fail the
+        next file as if the file had crashed it)."""
+        if worker.process.poll() is not None:
+            return False
+        try:
+            if worker.conn.poll():  # an idle worker says nothing unasked: it ended or broke
+                return False
+            worker.conn.send(READY)
+            return worker.conn.poll(PING_SECONDS) and worker.conn.recv() == READY
+        except (OSError, EOFError):
+            return False
+
+
+SPARES = Spares()
+atexit.register(SPARES.stop_all)
+
+
 class ParsePool:
     """Yields (path, record, result) in input order, parsing in guarded worker processes.
 
@@ -152,7 +263,11 @@ class ParsePool:
             yield path, record, results.pop(index)
 
     def close(self) -> None:
-        """Stop the workers: idle ones are asked to exit, busy ones are killed."""
+        """Keep idle workers as spares (RAG_PARSE_KEEP_S) or ask them to exit; kill busy ones."""
+        for worker in list(self._workers):
+            if worker.task is None and worker.ready:
+                if SPARES.give(self._key(), worker, self.settings.parse_keep_s):
+                    self._workers.remove(worker)
         for worker in self._workers:
             if worker.task is None:
                 try:
@@ -184,7 +299,16 @@ class ParsePool:
             if worker.ready:
                 worker.since = time.monotonic()
 
+    def _key(self) -> tuple:
+        """What a worker was started with: a spare serves only a run with the same."""
+        return (self.settings.model_dump_json(), self.ocr, self.parse, tuple(sys.path))
+
     def _start(self) -> Worker:
+        spare = SPARES.take(self._key())
+        if spare is not None:
+            spare.since = time.monotonic()
+            self._workers.append(spare)
+            return spare
         ours, theirs = socket.socketpair()
         with ours, theirs:
             process = subprocess.Popen(

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds one file may take to parse before it is reported as failed.",
     )
+    parse_keep_s: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds an idle parser process is kept for the next ingest of the same "
+        "process (the page, the API): adding a file then skips starting one (0: none kept).",
+    )
     ingest_workers: int = Field(
         default_factory=lambda: default_ingest_workers(),
         ge=0,

@@ -325,6 +325,72 @@ def test_unchanged_rerun_starts_no_parser(settings, fake_embedder, tmp_path, mon
     assert (again.files, again.unchanged) == (0, 1)
 
 
+def started_parsers(monkeypatch) -> list[int]:
+    """The pids of the parser processes started from now on."""
+    pids: list[int] = []
+    real = parallel.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        process = real(*args, **kwargs)
+        pids.append(process.pid)
+        return process
+
+    monkeypatch.setattr(parallel.subprocess, "Popen", popen)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """A process that runs (a zombie, not yet collected, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_long_lived_process_keeps_an_idle_parser_for_the_next_file(
+    settings, fake_embedder, tmp_path, monkeypatch
+):
+    parallel.SPARES.stop_all()
+    pids = started_parsers(monkeypatch)
+    ingestor = build_app(settings, embedder=fake_embedder).ingestor()
+    for number in range(3):
+        (tmp_path / f"n{number}.md").write_text(
+            f"# Note {number}\n\nThe ferry leaves at {number}.\n"
+        )
+        assert ingestor.ingest([tmp_path / f"n{number}.md"]).files == 1
+    assert len(pids) == 1 and alive(pids[0]) and len(parallel.SPARES) == 1  # one, kept
+
+    os.kill(pids[0], signal.SIGKILL)  # a kept parser that died is not used: a new one starts
+    (tmp_path / "n3.md").write_text("# Note 3\n\nThe ferry leaves at three.\n")
+    assert ingestor.ingest([tmp_path / "n3.md"]).files == 1 and len(pids) == 2
+
+    parallel.SPARES.stop_all()  # asked to exit, and collected
+    deadline = time.monotonic() + 10
+    while alive(pids[1]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pids[1]) and len(parallel.SPARES) == 0
+
+
+def test_kept_parsers_end_after_the_keep_time_or_are_not_kept_at_all(
+    settings, fake_embedder, tmp_path, monkeypatch
+):
+    parallel.SPARES.stop_all()
+    pids = started_parsers(monkeypatch)
+    (tmp_path / "a.md").write_text("# A\n\nThe ferry leaves at seven.\n")
+    brief = settings.model_copy(update={"parse_keep_s": 0.5})
+    assert build_app(brief, embedder=fake_embedder).ingestor().ingest([tmp_path]).files == 1
+    assert len(parallel.SPARES) == 1
+    deadline = time.monotonic() + 10
+    while alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pids[0]) and len(parallel.SPARES) == 0
+
+    none = settings.model_copy(update={"parse_keep_s": 0})
+    (tmp_path / "b.md").write_text("# B\n\nThe bus leaves at eight.\n")
+    assert build_app(none, embedder=fake_embedder).ingestor().ingest([tmp_path]).files == 1
+    assert len(pids) == 2 and not alive(pids[1]) and len(parallel.SPARES) == 0
+
+
 def test_zip_limit_still_applies(tmp_path):
     bomb = tmp_path / "bomb.xlsx"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
