@@ -37,6 +37,7 @@ class Pool:
     headings: list[str]
     sources: list[int]  # index of the real document each chunk comes from
     vectors: np.ndarray  # float32, one normalised row per chunk
+    backend: str | None = None  # the embedding backend that made them (None: a test's fake)
 
     def __post_init__(self) -> None:
         self.own_sentences = [sentences(t) or [t] for t in self.texts]
@@ -48,7 +49,7 @@ class Pool:
 
     def save(self, stem: Path) -> None:
         np.save(stem.with_suffix(".npy"), self.vectors)
-        meta = {k: getattr(self, k) for k in ("texts", "titles", "headings", "sources")}
+        meta = {k: getattr(self, k) for k in ("texts", "titles", "headings", "sources", "backend")}
         stem.with_suffix(".json").write_text(json.dumps(meta))
 
     @classmethod
@@ -91,6 +92,7 @@ def make_pool(settings: Settings, embedder, docs: list[Path], limit: int, seed: 
     picked = sorted(random.Random(seed).sample(range(len(nodes)), min(limit, len(nodes))))
     chosen = [nodes[i] for i in picked]
     embedder(chosen)  # as the pipeline does: title and heading are part of the embedded text
+    backend = getattr(embedder, "backend", None)
     vectors = np.asarray([n.get_embedding() for n in chosen], dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return Pool(
@@ -99,6 +101,7 @@ def make_pool(settings: Settings, embedder, docs: list[Path], limit: int, seed: 
         headings=[str(n.metadata.get("heading", "")) for n in chosen],
         sources=[sources[i] for i in picked],
         vectors=vectors,
+        backend=backend,
     )
 
 
@@ -240,10 +243,14 @@ def writing(app: App, purpose: str):
 
 def build_library(app: App, pool: Pool, size: int, big: int = BIG_DOCUMENT, show=True) -> dict:
     """Write a library of `size` synthetic chunks into the App's (empty) home; timings."""
+    from rag import store
+
     docs = plan_documents(size, big)
     timings: dict[str, float] = {}
     bar = ProgressBar(size, "chunks") if show else None
     with writing(app, "bench build") as (collection, manifest):
+        if pool.backend is not None:  # as an ingest's first write: later ingests must match it
+            store.record_backend(collection, pool.backend)
         started = time.perf_counter()
         write_documents(app, manifest, collection, pool, docs, bar.advance if bar else None)
         timings["write_s"] = time.perf_counter() - started

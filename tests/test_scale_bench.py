@@ -3,6 +3,8 @@ layers, and its measurements run on it (fake embedder; the real figures are in d
 
 from __future__ import annotations
 
+import pytest
+
 from bench import scale, scale_build
 from rag import store
 from rag.manifest import reading
@@ -46,13 +48,33 @@ def test_builder_writes_a_library_the_product_reads_and_changes(app, fake_embedd
     result = scale.measure(app, pool, built, ["What is the battery swap mode?"] * 4)
     assert result["chunks_after"] == 300 and result["removed_chunks"] == 100
     assert result["add100_chunks"] > 50
+    assert app.engine.stats()["chunks"] == 300  # both added notes were removed again
     for key in (
         "retrieve_p95_ms",
         "retrieve_library_p95_ms",
         "remove_s",
         "add100_s",
+        "add100_next_s",
         "list_ms",
         "count_ms",
         "disk_mb",
     ):
         assert result[key] > 0, key
+
+
+def test_a_built_library_records_the_backend_of_its_pool(app, fake_embedder, tmp_path):
+    pool = scale_build.make_pool(
+        app.settings, fake_embedder, scale_build.document_files(SAMPLES), 20
+    )
+    pool.backend = "onnx-int8"  # as if embedded by the default backend
+    pool.save(tmp_path / "pool")
+    kept = scale_build.Pool.load(tmp_path / "pool")
+    assert kept.backend == "onnx-int8"
+
+    scale_build.build_library(app, kept, 40, big=10, show=False)
+    collection = app.store.collection("default", create=False)
+    # an ingest with that backend adds to it; one with another is refused
+    assert store.recorded_backend(collection) == "onnx-int8"
+    store.check_backend(collection, "default", "onnx-int8")
+    with pytest.raises(store.BackendMismatchError):
+        store.check_backend(collection, "default", "torch")
