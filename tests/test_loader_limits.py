@@ -377,10 +377,10 @@ def test_kept_parsers_end_after_the_keep_time_or_are_not_kept_at_all(
     parallel.SPARES.stop_all()
     pids = started_parsers(monkeypatch)
     (tmp_path / "a.md").write_text("# A\n\nThe ferry leaves at seven.\n")
-    brief = settings.model_copy(update={"parse_keep_s": 0.5})
+    brief = settings.model_copy(update={"parse_keep_s": 5})  # outlasts the rest of the ingest
     assert build_app(brief, embedder=fake_embedder).ingestor().ingest([tmp_path]).files == 1
     assert len(parallel.SPARES) == 1
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while alive(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pids[0]) and len(parallel.SPARES) == 0
