@@ -269,11 +269,10 @@ def stored_metadata(collection) -> dict:
     return current() if current is not None else dict(collection.metadata or {})
 
 
-def recorded_backend(collection, metadata: dict | None = None) -> str:
+def recorded_backend(collection) -> str:
     """The backend written in a collection's metadata as stored now ("" when none was
     recorded)."""
-    metadata = stored_metadata(collection) if metadata is None else metadata
-    return str(metadata.get(BACKEND_KEY) or "")
+    return str(stored_metadata(collection).get(BACKEND_KEY) or "")
 
 
 def embedding_backend(collection, recorded: str | None = None) -> str | None:
